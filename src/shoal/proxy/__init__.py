@@ -1,0 +1,17 @@
+"""The data plane proxy: one per workload instance, beside the app.
+
+Parts, in the order a connection meets them:
+  server      binds the listeners (inbound, outbound, upstream ports, admin, tap)
+  detect      reads once, decides HTTP/1.1, HTTP/2 or opaque TCP, replays what it read
+  http1       HTTP/1.1 codec glue (httptools) and the forwarding protocols
+  http2       HTTP/2 and gRPC forwarding (h2)
+  tcp         opaque byte forwarding with half-close
+  destination resolves an authority to a Target (address + metric labels)
+  pool        idle upstream HTTP/1 connections per address
+  metrics     plain counters on the hot path, Prometheus exposition on scrape
+  latency     bounded-relative-error latency sketch
+  classify    success/failure rules shared by metrics and tap
+  tap         in-process subscribers and the events they receive
+  admin       /metrics /ready /live /shutdown and the tap stream
+Live shared handles travel together in `runtime.Runtime`.
+"""

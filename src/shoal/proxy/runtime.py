@@ -1,0 +1,70 @@
+"""The live handles every listener shares: config, metrics, tap, resolver, pools."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Protocol
+
+from .config import ProxyConfig, format_addr
+from .destination import Resolver
+from .metrics import ProxyMetrics, TcpStats, TrafficStats
+from .pool import Pools
+from .tap import TapHub
+
+log = logging.getLogger("shoal.proxy")
+
+PLAINTEXT_INBOUND = {"tls": "no_identity", "no_tls_reason": "no_tls_from_remote"}
+
+
+class Tracked(Protocol):
+    """A downstream connection the runtime can drain on shutdown."""
+
+    def busy(self) -> bool: ...
+    def close_idle(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class Runtime:
+    """Shared by every connection of one proxy process."""
+
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.metrics = ProxyMetrics()
+        self.tap = TapHub(config.tap_redact)
+        self.resolver = Resolver(self.metrics, config.destinations)
+        self.pools = Pools(config.pool_max_idle)
+        self.conn_ids = itertools.count(1)
+        self.connections: set[Tracked] = set()
+        self.draining = False
+        self.ready = asyncio.Event()
+        self.stopping = asyncio.Event()
+        # Inbound counters per TLS label set, built once per set.
+        app = format_addr(config.app) if config.app else ""
+        self.app_target_addr = app
+        self._inbound: dict[tuple[tuple[str, str], ...], tuple[TrafficStats, TcpStats, TcpStats]] = {}
+
+    def inbound_stats(self, tls: dict[str, str]) -> tuple[TrafficStats, TcpStats, TcpStats]:
+        """(traffic, accepted-side tcp, app-side tcp) counters for inbound with ``tls``."""
+        key = tuple(tls.items())
+        s = self._inbound.get(key)
+        if s is None:
+            base = {"direction": "inbound", "target_addr": self.app_target_addr, **tls}
+            s = self._inbound[key] = (
+                self.metrics.traffic_stats(base),
+                self.metrics.tcp_stats(dict(base, peer="src")),
+                self.metrics.tcp_stats(dict(base, peer="dst")),
+            )
+        return s
+
+    def outbound_src_tcp(self, target_addr: str) -> TcpStats:
+        return self.metrics.tcp_stats({"direction": "outbound", "peer": "src",
+                                       "target_addr": target_addr, "tls": "no_identity",
+                                       "no_tls_reason": "loopback"})
+
+    def connection_error(self, direction: str, error: str, **fields: object) -> None:
+        """Count and log one connection-level error (one line, structured)."""
+        self.metrics.error(direction, error)
+        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        log.warning("connection error direction=%s error=%s %s", direction, error, extra)
