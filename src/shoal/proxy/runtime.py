@@ -58,6 +58,12 @@ class Runtime:
             )
         return s
 
+    def no_route_stats(self, authority: str) -> TrafficStats:
+        """Counters for outbound requests whose authority resolved to nothing."""
+        return self.metrics.traffic_stats({"direction": "outbound", "authority": authority,
+                                           "target_addr": "", "tls": "no_identity",
+                                           "no_tls_reason": "not_provided_by_service_discovery"})
+
     def outbound_src_tcp(self, target_addr: str) -> TcpStats:
         return self.metrics.tcp_stats({"direction": "outbound", "peer": "src",
                                        "target_addr": target_addr, "tls": "no_identity",
