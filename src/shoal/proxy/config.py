@@ -107,6 +107,8 @@ class ProxyConfig:
     shutdown_grace: float = 10.0         # s; in-flight requests finish within this
     tap_redact: tuple[str, ...] = ()     # more header names to redact in tap
     tap_max_subscribers: int = 64
+    control_plane: str = ""              # http://host:port of the control plane API
+    bootstrap_token: str = ""            # one-time token for the first certificate
 
     @classmethod
     def parse(cls, env: Mapping[str, str]) -> ProxyConfig:
@@ -122,7 +124,8 @@ class ProxyConfig:
             v = get(key)
             if v is not None:
                 kw[key] = None if v == "off" else parse_addr(v, f"--{key}")
-        for key in ("namespace", "deployment", "pod", "service_account", "log_level"):
+        for key in ("namespace", "deployment", "pod", "service_account", "log_level",
+                "control_plane", "bootstrap_token"):
             v = get(key)
             if v is not None:
                 kw[key] = v

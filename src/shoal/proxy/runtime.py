@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from typing import Protocol
 
 from .config import ProxyConfig, format_addr
@@ -14,6 +15,8 @@ from .pool import Pools
 from .tap import TapHub
 
 log = logging.getLogger("shoal.proxy")
+
+LOG_BURST = 20
 
 PLAINTEXT_INBOUND = {"tls": "no_identity", "no_tls_reason": "no_tls_from_remote"}
 
@@ -43,6 +46,9 @@ class Runtime:
         # Inbound counters per TLS label set, built once per set.
         app = format_addr(config.app) if config.app else ""
         self.app_target_addr = app
+        self._log_window = 0.0
+        self._log_count = 0
+        self._log_suppressed = 0
         self._inbound: dict[tuple[tuple[str, str], ...], tuple[TrafficStats, TcpStats, TcpStats]] = {}
 
     def inbound_stats(self, tls: dict[str, str]) -> tuple[TrafficStats, TcpStats, TcpStats]:
@@ -70,7 +76,27 @@ class Runtime:
                                        "no_tls_reason": "loopback"})
 
     def connection_error(self, direction: str, error: str, **fields: object) -> None:
-        """Count and log one connection-level error (one line, structured)."""
+        """Count and log one connection-level error (one line, structured).
+
+        Logging is limited to ``LOG_BURST`` lines a second so that a flood of bad
+        connections cannot flood the log; the metric counts every one.
+        """
         self.metrics.error(direction, error)
-        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        now = time.monotonic()
+        if now - self._log_window >= 1.0:
+            if self._log_suppressed:
+                log.warning("connection errors suppressed count=%d", self._log_suppressed)
+            self._log_window, self._log_count, self._log_suppressed = now, 0, 0
+        self._log_count += 1
+        if self._log_count > LOG_BURST:
+            self._log_suppressed += 1
+            return
+        extra = " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
         log.warning("connection error direction=%s error=%s %s", direction, error, extra)
+
+
+def _quote(value: object) -> str:
+    text = str(value)
+    if not text or any(c in text for c in ' "=\n'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return text

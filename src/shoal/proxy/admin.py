@@ -1,0 +1,234 @@
+"""The admin and tap listeners: small HTTP/1.1 servers (h11), off the hot path.
+
+Admin: ``GET /metrics`` (Prometheus text), ``GET /latency`` (bounded-error sketches,
+JSON), ``GET /ready``, ``GET /live``, ``POST /shutdown`` (loopback only).
+Tap: ``POST /tap`` with a JSON body ``{"filter": {...}, "max_rps": 100,
+"headers": true, "reveal": false}`` streams one JSON event per line until the
+client goes away; a ``{"type": "stats", "dropped": N}`` line every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import h11
+
+from .runtime import Runtime
+from .tap import TapFilter, TapFilterError
+
+log = logging.getLogger("shoal.proxy.admin")
+
+MAX_BODY = 64 * 1024
+READ_TIMEOUT = 10.0
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+    stream: AsyncIterator[bytes] | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: str
+    body: bytes
+    peer: str
+    loopback: bool
+
+
+Handler = Callable[[Request], Awaitable[Reply]]
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class HttpServer:
+    """A minimal, strict HTTP/1.1 server for a fixed set of routes."""
+
+    def __init__(self, routes: dict[tuple[str, str], Handler]) -> None:
+        self.routes = routes
+        self.clients: set[asyncio.Task[None]] = set()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.clients.add(task)
+        peer = writer.get_extra_info("peername") or ("", 0)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+        try:
+            while True:
+                req = await self._read_request(conn, reader, peer[0])
+                if req is None:
+                    break
+                keep = await self._respond(conn, writer, req)
+                if not keep or conn.our_state is not h11.DONE:
+                    break
+                conn.start_next_cycle()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except h11.RemoteProtocolError as e:
+            await self._send_error(conn, writer, e.error_status_hint, str(e))
+        except TimeoutError:
+            await self._send_error(conn, writer, 408, "request timed out")
+        finally:
+            self.clients.discard(task)
+            writer.close()
+
+    async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                            peer: str) -> Request | None:
+        target = method = ""
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await asyncio.wait_for(reader.read(65536), READ_TIMEOUT)
+                conn.receive_data(data)
+                continue
+            if isinstance(event, h11.ConnectionClosed):
+                return None
+            if isinstance(event, h11.Request):
+                method = event.method.decode()
+                target = event.target.decode("latin-1")
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > MAX_BODY:
+                    raise h11.RemoteProtocolError("request body too large", error_status_hint=413)
+            elif isinstance(event, h11.EndOfMessage):
+                path, _, query = target.partition("?")
+                return Request(method, path, query, bytes(body), peer, is_loopback(peer))
+
+    async def _respond(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                       req: Request) -> bool:
+        handler = self.routes.get((req.method, req.path))
+        if handler is None:
+            allowed = [m for (m, p) in self.routes if p == req.path]
+            reply = (Reply(405, b"method not allowed\n") if allowed
+                     else Reply(404, b"not found\n"))
+        else:
+            try:
+                reply = await handler(req)
+            except Exception:  # a bug must not kill the listener
+                log.exception("admin handler failed path=%s", req.path)
+                reply = Reply(500, b"internal error\n")
+        headers = [("content-type", reply.content_type), *reply.headers]
+        if reply.stream is None:
+            headers.append(("content-length", str(len(reply.body))))
+            writer.write(conn.send(h11.Response(status_code=reply.status, headers=headers)))
+            writer.write(conn.send(h11.Data(data=reply.body)))
+            writer.write(conn.send(h11.EndOfMessage()))
+            await writer.drain()
+            return True
+        headers.append(("transfer-encoding", "chunked"))
+        writer.write(conn.send(h11.Response(status_code=reply.status, headers=headers)))
+        await writer.drain()
+        try:
+            async for chunk in reply.stream:
+                writer.write(conn.send(h11.Data(data=chunk)))
+                await writer.drain()
+        finally:
+            aclose = getattr(reply.stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        writer.write(conn.send(h11.EndOfMessage()))
+        await writer.drain()
+        return False
+
+    async def _send_error(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                          status: int, message: str) -> None:
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = (message + "\n").encode()
+        try:
+            writer.write(conn.send(h11.Response(status_code=status, headers=[
+                ("content-type", "text/plain"), ("content-length", str(len(body))),
+                ("connection", "close")])))
+            writer.write(conn.send(h11.Data(data=body)))
+            writer.write(conn.send(h11.EndOfMessage()))
+            await writer.drain()
+        except (ConnectionError, h11.LocalProtocolError):
+            pass
+
+    def close_clients(self) -> None:
+        for task in list(self.clients):
+            task.cancel()
+
+
+def admin_routes(rt: Runtime, shutdown: Callable[[], None]) -> dict[tuple[str, str], Handler]:
+    async def metrics(req: Request) -> Reply:
+        return Reply(200, rt.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
+
+    async def latency(req: Request) -> Reply:
+        return Reply(200, json.dumps(rt.metrics.latency_json()).encode(), "application/json")
+
+    async def ready(req: Request) -> Reply:
+        if rt.ready.is_set() and not rt.draining:
+            return Reply(200, b"ready\n")
+        return Reply(503, b"not ready\n")
+
+    async def live(req: Request) -> Reply:
+        return Reply(200, b"live\n")
+
+    async def stop(req: Request) -> Reply:
+        if not req.loopback:
+            return Reply(403, b"shutdown is only accepted from loopback\n")
+        asyncio.get_running_loop().call_soon(shutdown)
+        return Reply(202, b"shutting down\n")
+
+    return {("GET", "/metrics"): metrics, ("GET", "/latency"): latency,
+            ("GET", "/ready"): ready, ("GET", "/live"): live, ("POST", "/shutdown"): stop}
+
+
+def tap_routes(rt: Runtime) -> dict[tuple[str, str], Handler]:
+    async def tap(req: Request) -> Reply:
+        if not req.loopback:
+            return Reply(403, b"tap is only accepted from loopback or the control plane\n")
+        try:
+            spec = json.loads(req.body or b"{}")
+            if not isinstance(spec, dict):
+                raise ValueError("tap request must be a JSON object")
+            unknown = set(spec) - {"filter", "max_rps", "headers", "reveal"}
+            if unknown:
+                raise ValueError(f"unknown tap request field: {sorted(unknown)[0]}")
+            flt = TapFilter.parse(spec.get("filter") or {})
+            max_rps = float(spec.get("max_rps", 100))
+            if not 0 <= max_rps <= 100_000:
+                raise ValueError("max_rps must be between 0 and 100000")
+        except (ValueError, TypeError, TapFilterError) as e:
+            return Reply(400, f"invalid tap request: {e}\n".encode())
+        if len(rt.tap.subs) >= rt.config.tap_max_subscribers:
+            return Reply(503, b"too many tap subscribers\n")
+        sub = rt.tap.subscribe(flt, max_rps=max_rps, headers=bool(spec.get("headers", True)),
+                               reveal=bool(spec.get("reveal", False)))
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                yield b'{"type": "started"}\n'
+                while not rt.stopping.is_set():
+                    try:
+                        await asyncio.wait_for(sub.wake.wait(), 1.0)
+                    except TimeoutError:
+                        yield json.dumps({"type": "stats", "dropped": sub.dropped}).encode() + b"\n"
+                        continue
+                    batch = sub.drain()
+                    if batch:
+                        yield b"".join(json.dumps(e).encode() + b"\n" for e in batch)
+            finally:
+                rt.tap.unsubscribe(sub)
+
+        return Reply(200, content_type="application/x-ndjson", stream=events())
+
+    return {("POST", "/tap"): tap}

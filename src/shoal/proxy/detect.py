@@ -1,0 +1,154 @@
+"""Protocol detection: read once, decide, replay what was read to the chosen handler.
+
+Why detection favours availability: a connection whose first bytes are not HTTP is
+forwarded as opaque TCP, and one that sends nothing within ``detect_timeout`` (a
+server-speaks-first protocol) is forwarded as opaque TCP too, rather than refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from enum import Enum
+
+from .runtime import Runtime
+from .sides import Side
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#: Longest method token we wait for before deciding the bytes are not HTTP/1.
+_MAX_METHOD = 24
+#: Bytes read before giving up on a decision (and forwarding as opaque).
+MAX_DETECT_BYTES = 1024
+
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+class Kind(Enum):
+    HTTP1 = "http1"
+    HTTP2 = "http2"
+    OPAQUE = "opaque"
+
+
+def detect(buf: bytes) -> Kind | None:
+    """The protocol of a connection that started with ``buf``; None: read more.
+
+    >>> detect(b"GET / HTTP/1.1\\r\\n"), detect(H2_PREFACE), detect(b"\\x16\\x03\\x01"), detect(b"GE")
+    (<Kind.HTTP1: 'http1'>, <Kind.HTTP2: 'http2'>, <Kind.OPAQUE: 'opaque'>, None)
+    """
+    n = len(buf)
+    if n == 0:
+        return None
+    if n < 24:
+        if H2_PREFACE.startswith(buf):
+            return None
+    elif buf.startswith(H2_PREFACE):
+        return Kind.HTTP2
+    # HTTP/1: a method token then a space ("GET / HTTP/1.1").
+    for i in range(min(n, _MAX_METHOD + 1)):
+        c = buf[i]
+        if c == 0x20:
+            return Kind.HTTP1 if i > 0 else Kind.OPAQUE
+        if c not in _TOKEN:
+            return Kind.OPAQUE
+    return None if n <= _MAX_METHOD else Kind.OPAQUE
+
+
+class Detect(asyncio.Protocol):
+    """The first protocol of every accepted connection: picks the real one."""
+
+    def __init__(self, runtime: Runtime, side_factory: Callable[[], Side | None],
+                 counted: bool = False) -> None:
+        self.runtime = runtime
+        self.side_factory = side_factory
+        self.counted = counted
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+        self.side: Side | None = None
+        self.started = time.monotonic()
+        self.done = False
+
+    # Tracked (for the sweeper and shutdown)
+    def busy(self) -> bool:
+        return False
+
+    def close_idle(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def tick(self, now: float) -> None:
+        if not self.done and now - self.started >= self.runtime.config.detect_timeout:
+            self.handoff(Kind.OPAQUE)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        rt = self.runtime
+        if not self.counted and len(rt.connections) >= rt.config.max_connections:
+            rt.connection_error("inbound", "connection_limit",
+                                limit=rt.config.max_connections)
+            self.done = True
+            transport.abort()
+            return
+        side = self.side_factory()
+        if side is None:
+            self.done = True
+            transport.close()
+            return
+        self.side = side
+        if not self.counted:
+            side.src_tcp.connection_opened()
+        rt.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.done:
+            return
+        self.buf += data
+        kind = detect(self.buf)
+        if kind is None and len(self.buf) >= MAX_DETECT_BYTES:
+            kind = Kind.OPAQUE
+        if kind is not None:
+            self.handoff(kind)
+
+    def eof_received(self) -> bool | None:
+        if not self.done:
+            if self.buf:
+                self.handoff(Kind.OPAQUE, eof=True)
+                return True
+            self.done = True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.runtime.connections.discard(self)
+        if not self.done and self.side is not None:
+            self.done = True
+            self.side.src_tcp.read_bytes += len(self.buf)
+            self.side.src_tcp.connection_closed("")
+
+    def handoff(self, kind: Kind, eof: bool = False) -> None:
+        from .http1 import Http1Downstream
+        from .tcp import TcpDownstream
+
+        self.done = True
+        rt, side, transport = self.runtime, self.side, self.transport
+        assert side is not None and transport is not None
+        rt.connections.discard(self)
+        conn_id = next(rt.conn_ids)
+        proto: asyncio.Protocol
+        if kind is Kind.HTTP1:
+            proto = Http1Downstream(rt, side, conn_id)
+        elif kind is Kind.HTTP2:
+            from .http2 import H2Downstream
+
+            proto = H2Downstream(rt, side, conn_id)
+        else:
+            proto = TcpDownstream(rt, side, conn_id)
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+        if self.buf:
+            proto.data_received(self.buf)
+        if eof:
+            proto.eof_received()

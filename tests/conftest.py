@@ -1,0 +1,35 @@
+"""Fixtures shared by every tier: a real app server and real proxy processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.apps import TestApp
+from tests.support import ProxyProcess, uvicorn_server
+
+
+@pytest.fixture
+def app() -> Iterator[tuple[TestApp, str]]:
+    """(the app, "127.0.0.1:port") served by uvicorn."""
+    test_app = TestApp()
+    with uvicorn_server(test_app, ws="websockets-sansio") as addr:
+        yield test_app, addr
+
+
+@pytest.fixture
+def start_proxy() -> Iterator[Callable[..., ProxyProcess]]:
+    """Start `shoal proxy` processes with extra flags; all are stopped after the test."""
+    started: list[ProxyProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> ProxyProcess:
+        p = ProxyProcess(*args, env=env).start()
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+        if p.stderr_path:
+            p.stderr_path.unlink(missing_ok=True)
