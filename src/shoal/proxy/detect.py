@@ -18,8 +18,9 @@ from .sides import Side
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #: Longest method token we wait for before deciding the bytes are not HTTP/1.
 _MAX_METHOD = 24
-#: Bytes read before giving up on a decision (and forwarding as opaque).
-MAX_DETECT_BYTES = 1024
+#: Bytes read before giving up on a decision (a request line longer than this is
+#: forwarded as opaque bytes).
+MAX_DETECT_BYTES = 16 * 1024
 
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -33,8 +34,10 @@ class Kind(Enum):
 def detect(buf: bytes) -> Kind | None:
     """The protocol of a connection that started with ``buf``; None: read more.
 
-    >>> detect(b"GET / HTTP/1.1\\r\\n"), detect(H2_PREFACE), detect(b"\\x16\\x03\\x01"), detect(b"GE")
-    (<Kind.HTTP1: 'http1'>, <Kind.HTTP2: 'http2'>, <Kind.OPAQUE: 'opaque'>, None)
+    >>> detect(b"GET / HTTP/1.1\\r\\n"), detect(H2_PREFACE), detect(b"\\x16\\x03\\x01")
+    (<Kind.HTTP1: 'http1'>, <Kind.HTTP2: 'http2'>, <Kind.OPAQUE: 'opaque'>)
+    >>> detect(b"GE"), detect(b"GET /pa"), detect(b"SET key value\\r\\n")
+    (None, None, <Kind.OPAQUE: 'opaque'>)
     """
     n = len(buf)
     if n == 0:
@@ -44,14 +47,22 @@ def detect(buf: bytes) -> Kind | None:
             return None
     elif buf.startswith(H2_PREFACE):
         return Kind.HTTP2
-    # HTTP/1: a method token then a space ("GET / HTTP/1.1").
+    # HTTP/1: a request line "TOKEN SP target SP HTTP/1.x" (a Redis "SET k v" is not).
+    space = -1
     for i in range(min(n, _MAX_METHOD + 1)):
         c = buf[i]
         if c == 0x20:
-            return Kind.HTTP1 if i > 0 else Kind.OPAQUE
+            space = i
+            break
         if c not in _TOKEN:
             return Kind.OPAQUE
-    return None if n <= _MAX_METHOD else Kind.OPAQUE
+    if space <= 0:
+        return Kind.OPAQUE if space == 0 or n > _MAX_METHOD else None
+    nl = buf.find(b"\n", space)
+    if nl < 0:
+        return None if n < MAX_DETECT_BYTES else Kind.OPAQUE
+    line = buf[:nl].rstrip(b"\r")
+    return Kind.HTTP1 if line[-8:] in (b"HTTP/1.1", b"HTTP/1.0") else Kind.OPAQUE
 
 
 class Detect(asyncio.Protocol):

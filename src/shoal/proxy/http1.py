@@ -489,7 +489,19 @@ class Http1Downstream(asyncio.Protocol):
     def reject(self, status: int, error: str, message: str) -> None:
         """Refuse malformed input: answer (if nothing was sent yet) and close."""
         self.rt.connection_error(self.side.direction, error, peer=self.peer, detail=message)
-        if self.current is None and not self.transport.is_closing():
+        ex = self.current
+        answered = ex is not None and ex.resp_started
+        if ex is not None:
+            # A request already on the wire (e.g. a bad chunk mid-body): the upstream
+            # has half a request, so that connection must never be reused.
+            if ex.up is not None:
+                ex.up.abandon()
+            if not answered and not ex.local:
+                ex.stats.observe_latency(status, (_perf() - ex.start) * 1000.0)
+                self.finish_metrics(ex, status, error)
+            self.current = None
+        self.queue.clear()
+        if not answered and not self.transport.is_closing():
             self.write(error_response(status, message))
         self.transport.close()
 

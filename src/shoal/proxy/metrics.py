@@ -113,6 +113,7 @@ class ProxyMetrics:
         # (direction, error) -> count: malformed input, refused connections, ...
         self.errors: dict[tuple[str, str], int] = {}
         self.cert_expiry: float | None = None
+        self.tap_subscriptions = lambda: 0  # set by the runtime
         self.started = time.time()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -183,6 +184,10 @@ class ProxyMetrics:
         for (direction, error), n in list(self.errors.items()):
             errs.add_sample("proxy_errors_total", {"direction": direction, "error": error}, n)
         yield errs
+
+        taps = Metric("tap_subscriptions", "Tap subscriptions open on this proxy.", "gauge")
+        taps.add_sample("tap_subscriptions", {}, self.tap_subscriptions())
+        yield taps
 
         if self.cert_expiry is not None:
             exp = Metric("identity_cert_expiration_timestamp_seconds",

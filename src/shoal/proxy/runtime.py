@@ -36,6 +36,7 @@ class Runtime:
         self.config = config
         self.metrics = ProxyMetrics()
         self.tap = TapHub(config.tap_redact)
+        self.metrics.tap_subscriptions = lambda: len(self.tap.subs)
         self.resolver = Resolver(self.metrics, config.destinations)
         self.pools = Pools(config.pool_max_idle)
         self.conn_ids = itertools.count(1)
