@@ -75,7 +75,7 @@ def test_chunked_streaming_head_and_nocontent(app, start_proxy):
         assert r.headers["transfer-encoding"] == "chunked"
 
         def gen():
-            for i in range(100):
+            for _i in range(100):
                 yield b"x" * 1000
 
         assert c.post("/count", content=gen()).text == "100000"

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 
-
 SHOAL = str(Path(sys.executable).parent / "shoal")
 
 

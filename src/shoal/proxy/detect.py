@@ -97,12 +97,13 @@ class Detect(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        assert self.transport is not None
         rt = self.runtime
         if not self.counted and len(rt.connections) >= rt.config.max_connections:
             rt.connection_error("inbound", "connection_limit",
                                 limit=rt.config.max_connections)
             self.done = True
-            transport.abort()
+            self.transport.abort()
             return
         side = self.side_factory()
         if side is None:

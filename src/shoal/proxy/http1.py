@@ -23,6 +23,7 @@ from .destination import Endpoint
 from .metrics import TrafficStats
 from .runtime import Runtime
 from .sides import Side
+from .tap import TapExchange
 from .tcp import connect_error, errno_name
 
 _perf = time.perf_counter
@@ -137,7 +138,7 @@ class Exchange:
         self.held_bytes = 0
         self.up: Http1Upstream | None = None
         self.start = start
-        self.tap = None
+        self.tap: TapExchange | None = None
         self.status = 0
         self.resp_started = False
         self.resp_chunked = False
@@ -710,7 +711,7 @@ class Http1Upstream(_Buffered, asyncio.Protocol):
         if self.ex is None:
             # Bytes from an idle upstream: it broke the protocol; drop the connection.
             self.alive = False
-            self.shut()  # type: ignore[union-attr]
+            self.shut()
             return
         _Batch.active = True
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -113,7 +113,7 @@ class ProxyMetrics:
         # (direction, error) -> count: malformed input, refused connections, ...
         self.errors: dict[tuple[str, str], int] = {}
         self.cert_expiry: float | None = None
-        self.tap_subscriptions = lambda: 0  # set by the runtime
+        self.tap_subscriptions: Callable[[], int] = lambda: 0  # set by the runtime
         self.started = time.time()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
