@@ -66,11 +66,15 @@ scrape_configs:
         wait_for(lambda: scalar(base, 'sum(response_total{direction="inbound",'
                                       'classification="failure"})') == 10,
                  timeout=30, what="prometheus sees all failures")
+        # Enough samples after the burst that increase()'s edge extrapolation is small.
+        wait_for(lambda: (scalar(base, 'sum(count_over_time(response_total{direction='
+                                       '"inbound",classification="failure"}[1m]))') or 0) >= 8,
+                 timeout=30, what="eight samples of the failure series")
         # Linkerd's query shape. increase() cannot see the sample that created a
         # series, and it extrapolates to the window's edges: 9 seen, some slack above.
         inc = scalar(base, 'sum(increase(response_total{direction="inbound",'
                            'classification="failure"}[1m]))')
-        assert inc is not None and 9 <= inc <= 15, inc
+        assert inc is not None and 9 <= inc <= 12, inc
         # Workload labels attached at scrape time, buckets usable by histogram_quantile.
         res = query(base, 'sum(response_total{namespace="test",deployment="app"}) by (pod)')
         assert res and res[0]["metric"]["pod"] == "app-0"
