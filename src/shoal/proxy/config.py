@@ -109,6 +109,7 @@ class ProxyConfig:
     tap_max_subscribers: int = 64
     control_plane: str = ""              # http://host:port of the control plane API
     bootstrap_token: str = ""            # one-time token for the first certificate
+    mtls: str = "permissive"             # "strict": refuse plaintext inbound connections
 
     @classmethod
     def parse(cls, env: Mapping[str, str]) -> ProxyConfig:
@@ -125,7 +126,7 @@ class ProxyConfig:
             if v is not None:
                 kw[key] = None if v == "off" else parse_addr(v, f"--{key}")
         for key in ("namespace", "deployment", "pod", "service_account", "log_level",
-                "control_plane", "bootstrap_token"):
+                "control_plane", "bootstrap_token", "mtls"):
             v = get(key)
             if v is not None:
                 kw[key] = v
@@ -157,6 +158,10 @@ class ProxyConfig:
         if kw.get("inbound") and not kw.get("app"):
             raise ConfigError("--inbound needs --app, the app's own address")
         cfg = cls(**kw)  # type: ignore[arg-type]
+        if cfg.mtls not in ("permissive", "strict"):
+            raise ConfigError("--mtls must be permissive or strict")
+        if cfg.control_plane and not cfg.bootstrap_token:
+            raise ConfigError("--control-plane needs --bootstrap-token")
         if cfg.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("--log-level must be debug, info, warning or error")
         return cfg

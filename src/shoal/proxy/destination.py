@@ -9,9 +9,13 @@ control plane's discovery feeds the same ``Resolver.update``.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import time
 from collections.abc import Iterable
+from typing import Any
 
+from .balance import Load, p2c
 from .config import Addr, ConfigError, format_addr, parse_authority
 from .metrics import ProxyMetrics, TcpStats, TrafficStats
 
@@ -19,7 +23,7 @@ from .metrics import ProxyMetrics, TcpStats, TrafficStats
 class Endpoint:
     """One concrete address of a target, with its outbound counters."""
 
-    __slots__ = ("addr", "labels", "identity", "stats", "tcp", "target_addr")
+    __slots__ = ("addr", "labels", "identity", "stats", "tcp", "target_addr", "load")
 
     def __init__(self, addr: Addr, labels: dict[str, str], identity: str | None,
                  stats: TrafficStats, tcp: TcpStats) -> None:
@@ -29,26 +33,27 @@ class Endpoint:
         self.stats = stats
         self.tcp = tcp
         self.target_addr = format_addr(addr)
+        self.load = Load()
 
 
 class Target:
     """A logical destination: a normalised authority and its endpoints."""
 
-    __slots__ = ("authority", "endpoints", "_next")
+    __slots__ = ("authority", "endpoints", "pending", "profile", "exists")
 
     def __init__(self, authority: str, endpoints: list[Endpoint]) -> None:
         self.authority = authority
         self.endpoints = endpoints
-        self._next = 0
+        #: set while discovery has not answered yet; resolved on its first answer
+        self.pending: asyncio.Future[None] | None = None
+        self.profile: dict[str, Any] | None = None
+        self.exists = True
 
     def pick(self) -> Endpoint | None:
         eps = self.endpoints
-        if not eps:
-            return None
         if len(eps) == 1:
             return eps[0]
-        self._next = (self._next + 1) % len(eps)
-        return eps[self._next]
+        return p2c(eps, time.monotonic())  # type: ignore[return-value]
 
 
 def service_labels(authority: str) -> dict[str, str]:
@@ -77,6 +82,8 @@ class Resolver:
         self.base_labels = base_labels or {}
         self.static: dict[str, Addr] = dict(static)
         self._cache: dict[str, Target | None] = {}
+        #: set when a control plane is configured: ``watch(name) -> Target``
+        self.discovery: Any = None
 
     def resolve(self, authority: str) -> Target | None:
         """The target for a Host/:authority/CONNECT value, or None when unknown."""
@@ -97,6 +104,8 @@ class Resolver:
         addr = self.static.get(name)
         if addr is None:
             if not _is_ip(host):
+                if self.discovery is not None:
+                    return self.discovery.watch(name)  # type: ignore[no-any-return]
                 return None  # never fall back to DNS by surprise
             addr = (host.strip("[]"), int(port))
         labels = service_labels(name)

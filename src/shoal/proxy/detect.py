@@ -8,12 +8,14 @@ server-speaks-first protocol) is forwarded as opaque TCP too, rather than refuse
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 from enum import Enum
 
 from .runtime import Runtime
 from .sides import Side
+from .tls import client_hello_sni
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #: Longest method token we wait for before deciding the bytes are not HTTP/1.
@@ -66,13 +68,20 @@ def detect(buf: bytes) -> Kind | None:
 
 
 class Detect(asyncio.Protocol):
-    """The first protocol of every accepted connection: picks the real one."""
+    """The first protocol of every accepted connection: picks the real one.
+
+    ``secure`` marks the plaintext inside a terminated mTLS connection; ``counted``
+    a tunnel whose connection was already counted (CONNECT). On the inbound side,
+    a ClientHello naming this proxy's identity is terminated here and detection
+    runs again inside; any other TLS is forwarded as opaque bytes.
+    """
 
     def __init__(self, runtime: Runtime, side_factory: Callable[[], Side | None],
-                 counted: bool = False) -> None:
+                 counted: bool = False, secure: bool = False) -> None:
         self.runtime = runtime
         self.side_factory = side_factory
         self.counted = counted
+        self.secure = secure
         self.buf = b""
         self.transport: asyncio.Transport | None = None
         self.side: Side | None = None
@@ -93,13 +102,14 @@ class Detect(asyncio.Protocol):
 
     def tick(self, now: float) -> None:
         if not self.done and now - self.started >= self.runtime.config.detect_timeout:
-            self.handoff(Kind.OPAQUE)
+            self.decide(Kind.OPAQUE)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         assert self.transport is not None
         rt = self.runtime
-        if not self.counted and len(rt.connections) >= rt.config.max_connections:
+        if (not self.counted and not self.secure
+                and len(rt.connections) >= rt.config.max_connections):
             rt.connection_error("inbound", "connection_limit",
                                 limit=rt.config.max_connections)
             self.done = True
@@ -108,27 +118,37 @@ class Detect(asyncio.Protocol):
         side = self.side_factory()
         if side is None:
             self.done = True
-            transport.close()
+            self.transport.close()
             return
         self.side = side
-        if not self.counted:
-            side.src_tcp.connection_opened()
         rt.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self.done:
             return
         self.buf += data
-        kind = detect(self.buf)
-        if kind is None and len(self.buf) >= MAX_DETECT_BYTES:
+        buf = self.buf
+        if (buf[0] == 0x16 and not self.secure and self.side is not None
+                and self.side.direction == "inbound" and self.runtime.credentials()):
+            sni = client_hello_sni(buf)
+            if sni is False and len(buf) < MAX_DETECT_BYTES:
+                return  # the rest of the ClientHello
+            creds = self.runtime.credentials()
+            if creds is not None and sni == creds.name:
+                self.terminate_tls(creds.server)
+                return
+            self.decide(Kind.OPAQUE)
+            return
+        kind = detect(buf)
+        if kind is None and len(buf) >= MAX_DETECT_BYTES:
             kind = Kind.OPAQUE
         if kind is not None:
-            self.handoff(kind)
+            self.decide(kind)
 
     def eof_received(self) -> bool | None:
         if not self.done:
             if self.buf:
-                self.handoff(Kind.OPAQUE, eof=True)
+                self.decide(Kind.OPAQUE, eof=True)
                 return True
             self.done = True
         return None
@@ -137,8 +157,50 @@ class Detect(asyncio.Protocol):
         self.runtime.connections.discard(self)
         if not self.done and self.side is not None:
             self.done = True
+            if not self.counted:
+                self.side.src_tcp.connection_opened()
             self.side.src_tcp.read_bytes += len(self.buf)
             self.side.src_tcp.connection_closed("")
+
+    def decide(self, kind: Kind, eof: bool = False) -> None:
+        """Plaintext decided: refuse it under strict mTLS, else hand it off."""
+        rt, side = self.runtime, self.side
+        assert side is not None and self.transport is not None
+        if (side.direction == "inbound" and not self.secure
+                and rt.config.mtls == "strict"):
+            self.done = True
+            rt.connections.discard(self)
+            side.src_tcp.connection_opened()
+            rt.connection_error("inbound", "plaintext_refused", peer=_peer(self.transport),
+                                reason="mtls_strict")
+            self.transport.abort()
+            side.src_tcp.connection_closed("ECONNREFUSED")
+            return
+        self.handoff(kind, eof)
+
+    def terminate_tls(self, ctx: ssl.SSLContext) -> None:
+        from .sides import InboundSide
+        from .tls import TlsServer
+
+        self.done = True
+        rt, transport = self.runtime, self.transport
+        assert transport is not None
+        rt.connections.discard(self)
+
+        def ready(tls: TlsServer, peer_id: str) -> None:
+            labels = {"tls": "true", "client_id": peer_id or "unknown"}
+            inner = Detect(rt, lambda: InboundSide(rt, labels), secure=True)
+            tls.set_protocol(inner)
+            inner.connection_made(tls)  # type: ignore[arg-type]
+
+        def failed(reason: str) -> None:
+            rt.connection_error("inbound", "tls_handshake_failed", peer=_peer(transport),
+                                reason=reason)
+
+        tls = TlsServer(ctx, ready, failed)
+        transport.set_protocol(tls)
+        tls.connection_made(transport)
+        tls.data_received(self.buf)
 
     def handoff(self, kind: Kind, eof: bool = False) -> None:
         from .http1 import Http1Downstream
@@ -148,6 +210,8 @@ class Detect(asyncio.Protocol):
         rt, side, transport = self.runtime, self.side, self.transport
         assert side is not None and transport is not None
         rt.connections.discard(self)
+        if not self.counted:
+            side.src_tcp.connection_opened()
         conn_id = next(rt.conn_ids)
         proto: asyncio.Protocol
         if kind is Kind.HTTP1:
@@ -164,3 +228,8 @@ class Detect(asyncio.Protocol):
             proto.data_received(self.buf)
         if eof:
             proto.eof_received()
+
+
+def _peer(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if peer else ""

@@ -13,13 +13,14 @@ buffer on one side pauses reading on the other.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from http import HTTPStatus
 
 import httptools
 
 from .classify import FAILURE, SUCCESS, classify
-from .destination import Endpoint
+from .destination import Endpoint, Target
 from .metrics import TrafficStats
 from .runtime import Runtime
 from .sides import Side
@@ -122,11 +123,12 @@ class Exchange:
         "down", "ep", "stats", "method", "head", "req_chunked", "req_done", "held",
         "held_bytes", "up", "start", "tap", "status", "resp_started", "resp_chunked",
         "resp_bytes", "upgrade", "is_head", "keep_alive", "local", "authority", "path",
-        "resp_headers_at", "close_delimited", "retryable", "http10", "pending",
+        "resp_headers_at", "close_delimited", "retryable", "http10", "pending", "target",
+        "inflight",
     )
 
-    def __init__(self, down: Http1Downstream, ep: Endpoint | None, stats: TrafficStats,
-                 method: bytes, start: float) -> None:
+    def __init__(self, down: Http1Downstream, ep: Endpoint | None,
+                 stats: TrafficStats | None, method: bytes, start: float) -> None:
         self.down = down
         self.ep = ep
         self.stats = stats
@@ -154,6 +156,15 @@ class Exchange:
         self.retryable = False      # safe to resend on a fresh connection
         self.http10 = False
         self.pending: tuple[int, str, str] | None = None  # a local answer awaiting its turn
+        self.target: Target | None = None  # set while discovery has not answered
+        self.inflight = False
+
+
+def _release(ex: Exchange) -> None:
+    """The exchange no longer loads its endpoint (for the balancer)."""
+    if ex.inflight:
+        ex.inflight = False
+        ex.ep.load.inflight -= 1  # type: ignore[union-attr]
 
 
 class Http1Downstream(_Buffered, asyncio.Protocol):
@@ -189,8 +200,7 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         self.last_active = _perf()
         self.requests = 0
         self._last_auth = b"\0"
-        self._last_ep: Endpoint | None = None
-        self._last_stats: TrafficStats | None = None
+        self._last_target: Target | None = None
 
     # -- Tracked ------------------------------------------------------------
 
@@ -254,9 +264,12 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         for ex in ([self.current] if self.current else []) + self.queue:
             if ex.up is not None:
                 ex.up.abandon()
-            if not ex.local:
-                self.finish_metrics(ex, ex.status or 502, "client_disconnected"
-                                    if not ex.resp_started else "stream_reset")
+            if ex.local:
+                continue
+            if ex.resp_started:
+                self.finish_metrics(ex, ex.status, "stream_reset")
+            else:
+                _release(ex)  # the client gave up before an answer: no response to count
         self.current = None
         self.queue.clear()
 
@@ -349,23 +362,32 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         if not authority and not self.inbound:
             self.reject(400, "bad_request", "request has no host")
             raise httptools.HttpParserCallbackError("no host")
-        # Route: one lookup per authority change on this connection.
+        # Route: one lookup per authority change on this connection, a pick per request.
         if authority == self._last_auth:
-            ep, stats = self._last_ep, self._last_stats
+            target = self._last_target
         else:
-            ep = self.side.endpoint(authority.decode("latin-1"))
-            stats = ep.stats if ep is not None else self.rt.no_route_stats(
-                authority.decode("latin-1"))
-            self._last_auth, self._last_ep, self._last_stats = authority, ep, stats
-        assert stats is not None
+            target = self.side.target(authority.decode("latin-1"))
+            self._last_auth, self._last_target = authority, target
+        ep = target.pick() if target is not None else None
+        waiting = (ep is None and target is not None and target.pending is not None
+                   and not target.pending.done())
+        if ep is not None:
+            stats: TrafficStats | None = ep.stats
+        elif waiting:
+            stats = None  # counted once discovery answers
+        else:
+            stats = self.rt.no_route_stats(authority.decode("latin-1"))
         ex = Exchange(self, ep, stats, method, now)
         self.parsing = ex
         ex.authority = authority
         ex.path = path
-        if method == b"CONNECT" and ep is not None:
+        if method == b"CONNECT" and target is not None:
             ex.upgrade = True
             return  # a tunnel, not a request: see upgraded()
-        stats.requests += 1
+        if stats is not None:
+            stats.requests += 1
+        else:
+            ex.target = target
         self.requests += 1
         ex.req_chunked = chunked
         ex.keep_alive = parser.should_keep_alive() and b"close" not in conn_tokens
@@ -377,7 +399,7 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         if via and self.via in via:
             self.answer(ex, 508, "loop_detected", "request loop detected")
             return
-        if ep is None:
+        if ep is None and not waiting:
             self.answer(ex, 502, "no_route", f"no route to {authority.decode('latin-1')}")
             return
         if upgrade and b"upgrade" in conn_tokens:
@@ -435,7 +457,16 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
     def dispatch(self, ex: Exchange) -> None:
         """Put ``ex`` on the wire: a pooled connection now, or a new one soon."""
         ep = ex.ep
-        assert ep is not None
+        if ep is None:
+            if ex.held is None:
+                ex.held = []
+            self.pause(_P_HELD)
+            asyncio.get_running_loop().create_task(self.await_target(ex),
+                                                   name=f"http1-resolve-{self.conn_id}")
+            return
+        if not self.inbound:
+            ep.load.inflight += 1
+            ex.inflight = True
         up = self.rt.pools.get(ep.addr)
         if up is not None:
             up.begin(ex)  # type: ignore[attr-defined]
@@ -446,14 +477,44 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         asyncio.get_running_loop().create_task(self.connect(ex, ep),
                                                name=f"http1-connect-{self.conn_id}")
 
+    async def await_target(self, ex: Exchange) -> None:
+        """The first request to a service waits (briefly) for discovery's answer."""
+        target = ex.target
+        assert target is not None
+        if target.pending is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(target.pending), self.cfg.connect_timeout)
+            except TimeoutError:
+                pass
+        if ex is not self.current or self.transport.is_closing():
+            return
+        ex.target = None
+        ep = target.pick()
+        authority = ex.authority.decode("latin-1")
+        if ep is None:
+            ex.stats = self.rt.no_route_stats(authority)
+            ex.stats.requests += 1
+            why = "no endpoints for" if target.exists else "no route to"
+            self.answer(ex, 502, "no_route", f"{why} {authority}")
+            self.resume(_P_HELD)
+            return
+        ex.ep, ex.stats = ep, ep.stats
+        ep.stats.requests += 1
+        self.dispatch(ex)
+
     async def connect(self, ex: Exchange, ep: Endpoint) -> None:
         loop = asyncio.get_running_loop()
+        creds = self.rt.credentials() if ep.identity else None
         try:
-            _, up = await asyncio.wait_for(
-                loop.create_connection(lambda: Http1Upstream(self.rt, ep), *ep.addr),
-                self.cfg.connect_timeout)
-        except (OSError, TimeoutError) as e:
-            err = connect_error(e)
+            if creds is not None:
+                coro = loop.create_connection(lambda: Http1Upstream(self.rt, ep), *ep.addr,
+                                              ssl=creds.client, server_hostname=ep.identity)
+            else:
+                coro = loop.create_connection(lambda: Http1Upstream(self.rt, ep), *ep.addr)
+            _, up = await asyncio.wait_for(coro, self.cfg.connect_timeout)
+        except (OSError, TimeoutError, ssl.SSLError) as e:
+            ep.load.failed(time.monotonic())
+            err = "tls_error" if isinstance(e, ssl.SSLError) else connect_error(e)
             self.rt.connection_error(self.side.direction, err, target=ep.target_addr,
                                      reason=errno_name(e))
             if ex is self.current and not self.transport.is_closing():
@@ -524,8 +585,10 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
             return
         ex.status = status
         ex.keep_alive = False
+        _release(ex)
         self.write(error_response(status, message))
-        ex.stats.observe_latency(status, (_perf() - ex.start) * 1000.0)
+        stats = self.stats_of(ex)
+        stats.observe_latency(status, (_perf() - ex.start) * 1000.0)
         self.finish_metrics(ex, status, error)
         if ex.tap is not None:
             ex.tap.response(status, [], int((_perf() - ex.start) * 1e6))
@@ -546,7 +609,7 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
             if ex.up is not None:
                 ex.up.abandon()
             if not answered and not ex.local:
-                ex.stats.observe_latency(status, (_perf() - ex.start) * 1000.0)
+                self.stats_of(ex).observe_latency(status, (_perf() - ex.start) * 1000.0)
                 self.finish_metrics(ex, status, error)
             self.current = None
         self.queue.clear()
@@ -554,9 +617,17 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
             self.write(error_response(status, message))
         self.shut()
 
+    def stats_of(self, ex: Exchange) -> TrafficStats:
+        """The exchange's counters; one still waiting for discovery counts as unrouted."""
+        if ex.stats is None:
+            ex.stats = self.rt.no_route_stats(ex.authority.decode("latin-1"))
+            ex.stats.requests += 1
+        return ex.stats
+
     def finish_metrics(self, ex: Exchange, status: int, error: str = "") -> None:
+        _release(ex)
         cls = classify(status, None, error)
-        ex.stats.response_ended(status, cls, None, error)
+        self.stats_of(ex).response_ended(status, cls, None, error)
 
     def tap_request(self, ex: Exchange) -> None:
         scheme = "http"
@@ -779,7 +850,10 @@ class Http1Upstream(_Buffered, asyncio.Protocol):
         ex.status = status
         ex.resp_started = True
         ex.resp_headers_at = now
-        ex.stats.observe_latency(status, (now - ex.start) * 1000.0)
+        ms = (now - ex.start) * 1000.0
+        ex.stats.observe_latency(status, ms)  # type: ignore[union-attr]
+        if ex.inflight:
+            self.ep.load.observe(ms, now)
         lines: list[bytes] = []
         chunked = False
         length = False
@@ -858,9 +932,10 @@ class Http1Upstream(_Buffered, asyncio.Protocol):
         down.exchange_done(ex)
 
     def end_metrics(self, ex: Exchange, error: str) -> None:
+        _release(ex)
         status = ex.status or 502
         cls = FAILURE if error else (FAILURE if status >= 500 else SUCCESS)
-        ex.stats.response_ended(status, cls, None, error)
+        ex.stats.response_ended(status, cls, None, error)  # type: ignore[union-attr]
         if ex.tap is not None:
             ex.tap.end(duration_us=int((_perf() - ex.resp_headers_at) * 1e6),
                        response_bytes=ex.resp_bytes, error=error, classification=cls)
@@ -898,7 +973,8 @@ class Http1Upstream(_Buffered, asyncio.Protocol):
         self.down = None
         if ex is None or down is None:
             return
-        ex.stats.response_ended(101, SUCCESS, None, "")
+        _release(ex)
+        ex.stats.response_ended(101, SUCCESS, None, "")  # type: ignore[union-attr]
         if ex.tap is not None:
             ex.tap.end(duration_us=0, response_bytes=0, classification=SUCCESS)
         down.start_tunnel(ex, self, rest)

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from .config import ProxyConfig, format_addr
 from .destination import Resolver
+from .identity import Credentials, Identity
 from .metrics import ProxyMetrics, TcpStats, TrafficStats
 from .pool import Pools
 from .tap import TapHub
@@ -43,6 +44,8 @@ class Runtime:
         self.connections: set[Tracked] = set()
         self.draining = False
         self.ready = asyncio.Event()
+        #: set when a control plane is configured (see server.ProxyServer.start)
+        self.identity: Identity | None = None
         self.stopping = asyncio.Event()
         # Inbound counters per TLS label set, built once per set.
         app = format_addr(config.app) if config.app else ""
@@ -64,6 +67,10 @@ class Runtime:
                 self.metrics.tcp_stats(dict(base, peer="dst")),
             )
         return s
+
+    def credentials(self) -> Credentials | None:
+        """The current TLS credentials, or None before the first certificate."""
+        return self.identity.current if self.identity is not None else None
 
     def no_route_stats(self, authority: str) -> TrafficStats:
         """Counters for outbound requests whose authority resolved to nothing."""

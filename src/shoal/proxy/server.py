@@ -17,8 +17,11 @@ from typing import TextIO
 
 from .admin import HttpServer, admin_routes, tap_routes
 from .config import Addr, ProxyConfig, format_addr
+from .controlclient import ControlClient, ControlError
 from .destination import Target
 from .detect import Detect
+from .discovery import Discovery
+from .identity import Identity
 from .runtime import Runtime
 from .sides import FixedSide, InboundSide, OutboundSide, Side
 
@@ -47,6 +50,8 @@ class ProxyServer:
         self.admin = HttpServer(admin_routes(self.rt, self.shutdown))
         self.tap = HttpServer(tap_routes(self.rt))
         self._sweeper: asyncio.Task[None] | None = None
+        self._renewal: asyncio.Task[None] | None = None
+        self.discovery: Discovery | None = None
 
     async def _listen(self, name: str, addr: Addr, factory) -> None:  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()
@@ -56,8 +61,32 @@ class ProxyServer:
         sock = server.sockets[0].getsockname()
         self.addresses[name] = format_addr((sock[0], sock[1]))
 
+    async def connect_control_plane(self) -> None:
+        """Get a certificate and start discovery; the proxy is not ready before."""
+        cfg, rt = self.config, self.rt
+        client = ControlClient(cfg.control_plane, cfg.bootstrap_token)
+        rt.identity = Identity(cfg.identity, client, cfg.bootstrap_token)
+        rt.identity.on_change.append(lambda c: setattr(rt.metrics, "cert_expiry", c.expiry))
+        delay = 0.1
+        while True:
+            try:
+                await rt.identity.certify()
+                break
+            except ControlError as e:
+                if e.status in (400, 401, 403, 422):
+                    raise SystemExit(f"shoal proxy: certificate refused: {e}") from None
+                log.warning("control plane not reachable yet error=%s",
+                            str(e).replace(" ", "_"))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        loop = asyncio.get_running_loop()
+        self._renewal = loop.create_task(rt.identity.run_renewal(), name="identity-renewal")
+        rt.resolver.discovery = self.discovery = Discovery(rt.resolver, client)
+
     async def start(self) -> dict[str, str]:
         cfg, rt = self.config, self.rt
+        if cfg.control_plane:
+            await self.connect_control_plane()
         if cfg.inbound is not None:
             inbound = InboundSide(rt)
             await self._listen("inbound", cfg.inbound, lambda: Detect(rt, lambda: inbound))
@@ -116,8 +145,11 @@ class ProxyServer:
         self.tap.close_clients()
         self.admin.close_clients()
         self.servers["admin"].close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._renewal):
+            if task is not None:
+                task.cancel()
+        if self.discovery is not None:
+            self.discovery.close()
 
     async def run(self, out: TextIO | None = None) -> int:
         addresses = await self.start()

@@ -25,9 +25,14 @@ class Side:
         self.tls = tls
         self.tls_value = tls.get("tls", "no_identity")
 
-    def endpoint(self, authority: str) -> Endpoint | None:
-        """The endpoint for a request to ``authority``; None: answer 502 no route."""
+    def target(self, authority: str) -> Target | None:
+        """The target for requests to ``authority``; None: answer 502 no route."""
         raise NotImplementedError
+
+    def endpoint(self, authority: str) -> Endpoint | None:
+        """One endpoint for a request to ``authority`` (balanced), or None."""
+        t = self.target(authority)
+        return t.pick() if t is not None else None
 
     def fixed_authority(self) -> str | None:
         """The authority every request of this connection is counted under, if fixed."""
@@ -43,6 +48,10 @@ class InboundSide(Side):
         super().__init__(runtime, src_tcp, tls)
         assert runtime.config.app is not None
         self.app = Endpoint(runtime.config.app, {}, None, traffic, app_tcp)
+        self.app_target = Target("app", [self.app])
+
+    def target(self, authority: str) -> Target | None:
+        return self.app_target
 
     def endpoint(self, authority: str) -> Endpoint | None:
         return self.app
@@ -59,9 +68,8 @@ class OutboundSide(Side):
                          {"tls": "no_identity", "no_tls_reason": "loopback"})
         self.resolve = runtime.resolver.resolve
 
-    def endpoint(self, authority: str) -> Endpoint | None:
-        t = self.resolve(authority)
-        return t.pick() if t is not None else None
+    def target(self, authority: str) -> Target | None:
+        return self.resolve(authority)
 
 
 class FixedSide(OutboundSide):
@@ -72,10 +80,10 @@ class FixedSide(OutboundSide):
         super().__init__(runtime, ep.target_addr if ep else format_addr(("0.0.0.0", 0)))
         if src_tcp is not None:
             self.src_tcp = src_tcp
-        self.target = target
+        self.fixed = target
 
-    def endpoint(self, authority: str) -> Endpoint | None:
-        return self.target.pick()
+    def target(self, authority: str) -> Target | None:
+        return self.fixed
 
     def fixed_authority(self) -> str | None:
-        return self.target.authority
+        return self.fixed.authority

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno as errno_mod
+import ssl
 
 from .destination import Endpoint
 from .metrics import TcpStats
@@ -131,11 +132,15 @@ class TcpDownstream(_Pipe):
     async def _connect(self, ep: Endpoint) -> None:
         loop = asyncio.get_running_loop()
         up = _Pipe(ep.tcp)
+        creds = self.runtime.credentials() if ep.identity else None
         try:
-            await asyncio.wait_for(
-                loop.create_connection(lambda: up, ep.addr[0], ep.addr[1]),
-                self.runtime.config.connect_timeout)
-        except (OSError, TimeoutError) as e:
+            if creds is not None:  # a meshed peer: opaque bytes ride mTLS too
+                coro = loop.create_connection(lambda: up, ep.addr[0], ep.addr[1],
+                                              ssl=creds.client, server_hostname=ep.identity)
+            else:
+                coro = loop.create_connection(lambda: up, ep.addr[0], ep.addr[1])
+            await asyncio.wait_for(coro, self.runtime.config.connect_timeout)
+        except (OSError, TimeoutError, ssl.SSLError) as e:
             self.runtime.connection_error(self.side.direction, "connect_failed",
                                           target=ep.target_addr, reason=errno_name(e))
             if self.transport is not None:
