@@ -1,0 +1,139 @@
+"""The mesh end to end: discovery, balancing and mTLS between real proxies started by
+`shoal run`, strict mTLS, and traffic that carries on without the control plane."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.integration.test_control_helpers import get_json, processes_mentioning, shoal
+from tests.support import metric, parse_metrics, wait_for
+
+APP = r'''
+import http.server, json, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = json.dumps({"pod": os.environ.get("HOSTNAME", ""), "port": os.environ["PORT"]}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+'''
+
+
+@pytest.fixture
+def mesh(tmp_path):
+    home = tmp_path / "home"
+    (tmp_path / "app.py").write_text(APP)
+    shoal(home, "up", "--api", "127.0.0.1:0")
+    try:
+        yield home, tmp_path
+    finally:
+        shoal(home, "down", check=False)
+        for pid in processes_mentioning(str(home)):
+            os.kill(pid, signal.SIGKILL)
+
+
+def scrape(admin: str):
+    return parse_metrics(httpx.get(f"http://{admin}/metrics", timeout=5).text)
+
+
+def via(outbound: str, url: str, n: int = 1, workers: int = 1) -> list[int]:
+    def one(_):
+        with httpx.Client(proxy=f"http://{outbound}", timeout=10) as c:
+            return c.get(url).status_code
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_calls_between_pods_are_discovered_balanced_and_mtls(mesh):
+    home, tmp = mesh
+    shoal(home, "run", "-n", "emojivoto", "--name", "emoji", "--port", "8080",
+          "--replicas", "2", "--", sys.executable, str(tmp / "app.py"))
+    shoal(home, "run", "-n", "emojivoto", "--name", "web", "--port", "8081", "--",
+          sys.executable, str(tmp / "app.py"))
+    pods = {p["name"]: p for p in get_json(home, "pods", "-n", "emojivoto")}
+    web = next(p for p in pods.values() if p["deployment"] == "web")
+    emojis = [p for p in pods.values() if p["deployment"] == "emoji"]
+    statuses = via(web["outbound"], "http://emoji.emojivoto:8080/", n=40, workers=8)
+    assert statuses == [200] * 40
+    m = scrape(web["admin"])
+    ident = "default.emojivoto.serviceaccount.identity.shoal.local"
+    assert metric(m, "request_total", direction="outbound", authority="emoji.emojivoto:8080",
+                  tls="true", server_id=ident, dst_deployment="emoji",
+                  dst_namespace="emojivoto") == 40
+    per_pod = {p["name"]: metric(m, "request_total", direction="outbound", dst_pod=p["name"])
+               for p in emojis}
+    assert sum(per_pod.values()) == 40 and all(n > 0 for n in per_pod.values()), per_pod
+    for p in emojis:  # the callee sees the caller's identity
+        got = metric(scrape(p["admin"]), "request_total", direction="inbound", tls="true",
+                     client_id=ident)
+        assert got == per_pod[p["name"]]
+    # a plaintext client of a meshed pod is served and labelled as such
+    r = httpx.get(f"http://{emojis[0]['inbound']}/", timeout=5, trust_env=False)
+    assert r.status_code == 200
+    assert metric(scrape(emojis[0]["admin"]), "request_total", direction="inbound",
+                  tls="no_identity", no_tls_reason="no_tls_from_remote") == 1
+    # an unknown service is a 502 from the proxy, not a DNS lookup
+    assert via(web["outbound"], "http://nope.emojivoto:8080/") == [502]
+
+
+def test_strict_mtls_refuses_plaintext_but_serves_the_mesh(mesh):
+    home, tmp = mesh
+    shoal(home, "run", "-n", "bank", "--name", "vault", "--port", "9000", "--mtls", "strict",
+          "--", sys.executable, str(tmp / "app.py"))
+    shoal(home, "run", "-n", "bank", "--name", "teller", "--port", "9001", "--",
+          sys.executable, str(tmp / "app.py"))
+    pods = {p["deployment"]: p for p in get_json(home, "pods", "-n", "bank")}
+    assert via(pods["teller"]["outbound"], "http://vault.bank:9000/") == [200]
+    host, port = pods["vault"]["inbound"].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: vault\r\n\r\n")
+        try:
+            assert s.recv(100) == b""
+        except ConnectionResetError:
+            pass
+    m = scrape(pods["vault"]["admin"])
+    assert metric(m, "proxy_errors_total", error="plaintext_refused") == 1
+    assert metric(m, "request_total", direction="inbound", tls="true") == 1
+
+
+def test_traffic_carries_on_when_the_control_plane_is_killed(mesh):
+    home, tmp = mesh
+    shoal(home, "run", "-n", "shop", "--name", "cart", "--port", "8080", "--",
+          sys.executable, str(tmp / "app.py"))
+    shoal(home, "run", "-n", "shop", "--name", "front", "--port", "8081", "--",
+          sys.executable, str(tmp / "app.py"))
+    pods = {p["deployment"]: p for p in get_json(home, "pods", "-n", "shop")}
+    assert via(pods["front"]["outbound"], "http://cart.shop:8080/") == [200]
+    control = json.loads((home / "control.json").read_text())
+    os.kill(control["pid"], signal.SIGKILL)
+    wait_for(lambda: _dead(control["pid"]), what="control plane gone")
+    # known endpoints and certificates keep working, new connections included
+    assert via(pods["front"]["outbound"], "http://cart.shop:8080/", n=20, workers=4) == [200] * 20
+    m = scrape(pods["front"]["admin"])
+    assert metric(m, "response_total", direction="outbound", classification="success",
+                  tls="true") == 21
+
+
+def _dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
