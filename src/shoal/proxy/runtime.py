@@ -6,11 +6,12 @@ import asyncio
 import itertools
 import logging
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .config import ProxyConfig, format_addr
 from .destination import Resolver
-from .identity import Credentials, Identity
+if TYPE_CHECKING:  # cryptography is loaded only when a control plane is configured
+    from .identity import Credentials, Identity
 from .metrics import ProxyMetrics, TcpStats, TrafficStats
 from .pool import Pools
 from .tap import TapHub

@@ -21,7 +21,6 @@ from .controlclient import ControlClient, ControlError
 from .destination import Target
 from .detect import Detect
 from .discovery import Discovery
-from .identity import Identity
 from .runtime import Runtime
 from .sides import FixedSide, InboundSide, OutboundSide, Side
 
@@ -63,6 +62,8 @@ class ProxyServer:
 
     async def connect_control_plane(self) -> None:
         """Get a certificate and start discovery; the proxy is not ready before."""
+        from .identity import Identity
+
         cfg, rt = self.config, self.rt
         client = ControlClient(cfg.control_plane, cfg.bootstrap_token)
         rt.identity = Identity(cfg.identity, client, cfg.bootstrap_token)

@@ -13,7 +13,6 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from .identity import peer_identity
 
 
 def client_hello_sni(buf: bytes) -> str | None | bool:
@@ -87,6 +86,8 @@ class TlsServer(asyncio.Protocol):
                 return
             self.handshaken = True
             self._flush()
+            from .identity import peer_identity
+
             self.peer_id = peer_identity(self.sslobj.getpeercert())
             self.on_ready(self, self.peer_id)
         self._read()
