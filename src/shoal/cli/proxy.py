@@ -40,6 +40,8 @@ def _opt(name: str, help: str, **kw):  # type: ignore[no-untyped-def]
 @_opt("--tap-redact", "More header names to redact in tap (comma-separated).")
 @_opt("--control-plane", "Control plane API URL (discovery, identity).")
 @_opt("--bootstrap-token", "One-time token for this proxy's first certificate.")
+@_opt("--profile", "Service profile file (YAML/JSON) for static destinations (repeatable).",
+      multiple=True)
 @_opt("--mtls", "permissive (default) or strict: refuse plaintext inbound connections.")
 def command(**opts: object) -> None:
     """Run the proxy. Prints one JSON line with its addresses once listening."""

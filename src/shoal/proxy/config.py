@@ -110,6 +110,7 @@ class ProxyConfig:
     control_plane: str = ""              # http://host:port of the control plane API
     bootstrap_token: str = ""            # one-time token for the first certificate
     mtls: str = "permissive"             # "strict": refuse plaintext inbound connections
+    profiles: tuple[str, ...] = ()       # service profile files for static destinations
 
     @classmethod
     def parse(cls, env: Mapping[str, str]) -> ProxyConfig:
@@ -155,6 +156,7 @@ class ProxyConfig:
                         else parse_addr(value, f"--upstream {name}")))
         kw["upstreams"] = tuple(ups)
         kw["tap_redact"] = tuple(h.strip().lower() for h in _split(get("tap_redact")))
+        kw["profiles"] = tuple(_split(get("profile")))
         if kw.get("inbound") and not kw.get("app"):
             raise ConfigError("--inbound needs --app, the app's own address")
         cfg = cls(**kw)  # type: ignore[arg-type]

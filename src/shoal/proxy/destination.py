@@ -39,7 +39,7 @@ class Endpoint:
 class Target:
     """A logical destination: a normalised authority and its endpoints."""
 
-    __slots__ = ("authority", "endpoints", "pending", "profile", "exists")
+    __slots__ = ("authority", "endpoints", "pending", "profile", "exists", "routes")
 
     def __init__(self, authority: str, endpoints: list[Endpoint]) -> None:
         self.authority = authority
@@ -48,6 +48,8 @@ class Target:
         self.pending: asyncio.Future[None] | None = None
         self.profile: dict[str, Any] | None = None
         self.exists = True
+        #: the profile's route table (shoal.proxy.routes.RouteTable), when it has one
+        self.routes: Any = None
 
     def pick(self) -> Endpoint | None:
         eps = self.endpoints
@@ -84,6 +86,8 @@ class Resolver:
         self._cache: dict[str, Target | None] = {}
         #: set when a control plane is configured: ``watch(name) -> Target``
         self.discovery: Any = None
+        #: "svc.ns" -> route table, from --profile files (static destinations)
+        self.static_routes: dict[str, Any] = {}
 
     def resolve(self, authority: str) -> Target | None:
         """The target for a Host/:authority/CONNECT value, or None when unknown."""
@@ -109,7 +113,9 @@ class Resolver:
                 return None  # never fall back to DNS by surprise
             addr = (host.strip("[]"), int(port))
         labels = service_labels(name)
-        return Target(name, [self.endpoint(name, addr, labels)])
+        t = Target(name, [self.endpoint(name, addr, labels)])
+        t.routes = self.static_routes.get(host)
+        return t
 
     def endpoint(self, authority: str, addr: Addr, dst_labels: dict[str, str],
                  identity: str | None = None) -> Endpoint:

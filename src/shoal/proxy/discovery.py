@@ -15,6 +15,7 @@ from typing import Any
 from .config import ConfigError, parse_addr
 from .controlclient import ControlClient, ControlError
 from .destination import Endpoint, Resolver, Target, service_labels
+from .routes import table_for
 
 log = logging.getLogger("shoal.proxy.discovery")
 
@@ -70,6 +71,8 @@ class Discovery:
             endpoints.append(ep)
         target.endpoints = endpoints
         target.profile = snap.get("profile")
+        target.routes = table_for(target.profile, self.resolver.metrics, "outbound",
+                                  target.routes)
         target.exists = bool(snap.get("exists", True))
         if target.pending is not None and not target.pending.done():
             target.pending.set_result(None)

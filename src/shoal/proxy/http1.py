@@ -19,9 +19,12 @@ from http import HTTPStatus
 
 import httptools
 
+from shoal.profiles import Route
+
 from .classify import FAILURE, SUCCESS, classify
 from .destination import Endpoint, Target
-from .metrics import TrafficStats
+from .routes import MAX_ATTEMPTS, MAX_REPLAY, RouteTable
+from .metrics import RouteStats, TrafficStats
 from .runtime import Runtime
 from .sides import Side
 from .tap import TapExchange
@@ -124,7 +127,8 @@ class Exchange:
         "held_bytes", "up", "start", "tap", "status", "resp_started", "resp_chunked",
         "resp_bytes", "upgrade", "is_head", "keep_alive", "local", "authority", "path",
         "resp_headers_at", "close_delimited", "retryable", "http10", "pending", "target",
-        "inflight",
+        "inflight", "route", "rstats", "table", "replay", "replay_bytes", "attempts", "timer",
+        "failure",
     )
 
     def __init__(self, down: Http1Downstream, ep: Endpoint | None,
@@ -158,6 +162,15 @@ class Exchange:
         self.pending: tuple[int, str, str] | None = None  # a local answer awaiting its turn
         self.target: Target | None = None  # set while discovery has not answered
         self.inflight = False
+        # service profile: the matched route, its counters, timeout and retries
+        self.route: Route | None = None
+        self.rstats: RouteStats | None = None
+        self.table: RouteTable | None = None
+        self.replay: list[bytes] | None = None  # body kept for a retry
+        self.replay_bytes = 0
+        self.attempts = 1
+        self.timer: asyncio.TimerHandle | None = None
+        self.failure: bool | None = None  # a response class's verdict
 
 
 def _release(ex: Exchange) -> None:
@@ -386,6 +399,8 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
             return  # a tunnel, not a request: see upgraded()
         if stats is not None:
             stats.requests += 1
+            if target is not None and target.routes is not None:
+                self.bind_route(ex, target.routes)
         else:
             ex.target = target
         self.requests += 1
@@ -421,10 +436,38 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
             self.queue.append(ex)
             self.pause(_P_HELD)
 
+    def bind_route(self, ex: Exchange, table: RouteTable) -> None:
+        """Match the request to a profile route (only for targets with a profile)."""
+        ex.table = table
+        ex.route, ex.rstats = table.match(ex.method, ex.path)
+        ex.rstats.requests += 1
+        table.budget.deposit()
+        if ex.route is not None and ex.route.is_retryable:
+            ex.replay = []
+
+    def timed_out(self, ex: Exchange) -> None:
+        """The route's timeout passed with no response: cancel upstream, answer 504."""
+        ex.timer = None
+        if ex is not self.current or ex.resp_started or ex.local:
+            return
+        if ex.up is not None:
+            ex.up.abandon()
+        ex.up = None
+        self.rt.connection_error(self.side.direction, "timeout",
+                                 route=ex.route.name if ex.route else "")
+        self.answer(ex, 504, "timeout", "request timed out (service profile route timeout)")
+        _Batch.flush()
+
     def on_body(self, body: bytes) -> None:
         ex = self.parsing
         if ex is None or ex.local:
             return
+        if ex.replay is not None:
+            ex.replay_bytes += len(body)
+            if ex.replay_bytes > MAX_REPLAY:
+                ex.replay = None  # too large to replay: never retried
+            else:
+                ex.replay.append(bytes(body))
         up = ex.up
         if up is not None and ex.held is None:
             up.send_body(body, ex.req_chunked)
@@ -467,6 +510,12 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         if not self.inbound:
             ep.load.inflight += 1
             ex.inflight = True
+        if ex.rstats is not None:
+            ex.rstats.actual_requests += 1
+            route = ex.route
+            if ex.timer is None and route is not None and route.timeout:
+                ex.timer = asyncio.get_running_loop().call_later(
+                    route.timeout, self.timed_out, ex)
         up = self.rt.pools.get(ep.addr)
         if up is not None:
             up.begin(ex)  # type: ignore[attr-defined]
@@ -500,6 +549,8 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
             return
         ex.ep, ex.stats = ep, ep.stats
         ep.stats.requests += 1
+        if target.routes is not None:
+            self.bind_route(ex, target.routes)
         self.dispatch(ex)
 
     async def connect(self, ex: Exchange, ep: Endpoint) -> None:
@@ -588,7 +639,10 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         _release(ex)
         self.write(error_response(status, message))
         stats = self.stats_of(ex)
-        stats.observe_latency(status, (_perf() - ex.start) * 1000.0)
+        ms = (_perf() - ex.start) * 1000.0
+        stats.observe_latency(status, ms)
+        if ex.rstats is not None:
+            ex.rstats.observe_latency(status, ms)
         self.finish_metrics(ex, status, error)
         if ex.tap is not None:
             ex.tap.response(status, [], int((_perf() - ex.start) * 1e6))
@@ -628,6 +682,7 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         _release(ex)
         cls = classify(status, None, error)
         self.stats_of(ex).response_ended(status, cls, None, error)
+        _route_ended(ex, status, cls, error)
 
     def tap_request(self, ex: Exchange) -> None:
         scheme = "http"
@@ -847,11 +902,22 @@ class Http1Upstream(_Buffered, asyncio.Protocol):
                                  *(b"%s: %s\r\n" % h for h in headers), _CRLF)))
             return
         now = _perf()
+        if ex.rstats is not None:
+            ex.failure = ex.route.failure(status) if ex.route is not None else None
+            failed = ex.failure if ex.failure is not None else status >= 500
+            if failed and ex.route is not None and ex.route.is_retryable and self.retry(
+                    ex, status, (now - ex.start) * 1000.0):
+                return
+            if ex.timer is not None:
+                ex.timer.cancel()
+                ex.timer = None
         ex.status = status
         ex.resp_started = True
         ex.resp_headers_at = now
         ms = (now - ex.start) * 1000.0
         ex.stats.observe_latency(status, ms)  # type: ignore[union-attr]
+        if ex.rstats is not None:
+            ex.rstats.observe_latency(status, ms)
         if ex.inflight:
             self.ep.load.observe(ms, now)
         lines: list[bytes] = []
@@ -934,11 +1000,53 @@ class Http1Upstream(_Buffered, asyncio.Protocol):
     def end_metrics(self, ex: Exchange, error: str) -> None:
         _release(ex)
         status = ex.status or 502
-        cls = FAILURE if error else (FAILURE if status >= 500 else SUCCESS)
+        failed = ex.failure if ex.failure is not None else status >= 500
+        cls = FAILURE if error or failed else SUCCESS
         ex.stats.response_ended(status, cls, None, error)  # type: ignore[union-attr]
+        _route_ended(ex, status, cls, error)
         if ex.tap is not None:
             ex.tap.end(duration_us=int((_perf() - ex.resp_headers_at) * 1e6),
                        response_bytes=ex.resp_bytes, error=error, classification=cls)
+
+    # -- retries, failures and upgrades ------------------------------------------
+
+    def retry(self, ex: Exchange, status: int, ms: float) -> bool:
+        """A retryable route failed: send the request again elsewhere, within budget."""
+        rstats, table = ex.rstats, ex.table
+        assert rstats is not None and table is not None
+        if ex.replay is None or not ex.req_done or ex.attempts >= MAX_ATTEMPTS:
+            rstats.retry("not_replayable" if ex.replay is None else "max_attempts")
+            return False
+        if not table.budget.withdraw():
+            rstats.retry("no_budget")
+            return False
+        rstats.retry("")
+        down = self.down
+        assert down is not None and ex.stats is not None
+        # This attempt is over: count it where it happened, drop its connection.
+        rstats.attempt_ended(status, FAILURE)
+        ex.stats.observe_latency(status, ms)
+        ex.stats.response_ended(status, FAILURE, None, "")
+        _release(ex)
+        self.ex = self.down = None
+        self.alive = False
+        if self.transport is not None:
+            self.transport.abort()
+        tried = ex.ep
+        target = down.side.target(ex.authority.decode("latin-1"))
+        ep = None
+        for _ in range(4):  # never the endpoint that just failed, if there is another
+            ep = target.pick() if target is not None else None
+            if ep is not tried or target is None or len(target.endpoints) < 2:
+                break
+        if ep is None:
+            return False
+        ex.attempts += 1
+        ex.ep, ex.stats, ex.up = ep, ep.stats, None
+        ep.stats.requests += 1
+        ex.held = list(ex.replay)
+        down.dispatch(ex)
+        return True
 
     # -- failures and upgrades -------------------------------------------------
 
@@ -987,3 +1095,16 @@ def _drop_headers(lines: list[bytes], names: list[bytes]) -> list[bytes]:
         if lines[i].lower() not in names:
             out += lines[i:i + 4]
     return out
+
+
+def _route_ended(ex: Exchange, status: int, cls: str, error: str) -> None:
+    """Effective (what the caller saw) and actual (this attempt) route counters."""
+    rstats = ex.rstats
+    if rstats is None:
+        return
+    if ex.timer is not None:
+        ex.timer.cancel()
+        ex.timer = None
+    rstats.response_ended(status, cls, None, error)
+    if error != "timeout":
+        rstats.attempt_ended(status, cls)

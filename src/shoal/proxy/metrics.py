@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -82,6 +82,25 @@ class TrafficStats:
         r[key] = r.get(key, 0) + 1
 
 
+class RouteStats(TrafficStats):
+    """Per-route counters: effective (what the caller saw) and actual (each attempt)."""
+
+    __slots__ = ("actual_requests", "actual_responses", "retryable")
+
+    def __init__(self, labels: Labels) -> None:
+        super().__init__(labels)
+        self.actual_requests = 0
+        self.actual_responses: dict[tuple[str, str], int] = {}
+        self.retryable: dict[str, int] = {}  # skipped reason ("" when retried) -> count
+
+    def attempt_ended(self, status: int, classification: str) -> None:
+        key = (STATUS[status] if 0 <= status < 1000 else str(status), classification)
+        self.actual_responses[key] = self.actual_responses.get(key, 0) + 1
+
+    def retry(self, skipped: str = "") -> None:
+        self.retryable[skipped] = self.retryable.get(skipped, 0) + 1
+
+
 class TcpStats:
     """Connection counters for one label set; bytes are added by the connections."""
 
@@ -110,6 +129,7 @@ class ProxyMetrics:
     def __init__(self) -> None:
         self.traffic: dict[Labels, TrafficStats] = {}
         self.tcp: dict[Labels, TcpStats] = {}
+        self.routes: dict[Labels, RouteStats] = {}
         # (direction, error) -> count: malformed input, refused connections, ...
         self.errors: dict[tuple[str, str], int] = {}
         self.cert_expiry: float | None = None
@@ -124,6 +144,13 @@ class ProxyMetrics:
         s = self.traffic.get(key)
         if s is None:
             s = self.traffic[key] = TrafficStats(key)
+        return s
+
+    def route_stats(self, labels: Mapping[str, str]) -> RouteStats:
+        key = tuple(labels.items())
+        s = self.routes.get(key)
+        if s is None:
+            s = self.routes[key] = RouteStats(key)
         return s
 
     def tcp_stats(self, labels: Mapping[str, str] | Labels) -> TcpStats:
@@ -143,27 +170,50 @@ class ProxyMetrics:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        req = Metric("request", "Total count of HTTP requests.", "counter")
-        rsp = Metric("response", "Total count of HTTP responses.", "counter")
-        lat = Metric("response_latency_ms", "Elapsed times between a request's headers "
-                     "being received and its response stream completing.", "histogram")
-        for stats in list(self.traffic.values()):
+        yield from self._traffic("", list(self.traffic.values()))
+        routes = list(self.routes.values())
+        yield from self._traffic("route_", routes)
+        areq = Metric("route_actual_request", "Requests sent per route, retries included.",
+                      "counter")
+        arsp = Metric("route_actual_response", "Responses per route, retries included.",
+                      "counter")
+        retr = Metric("route_retryable", "Retryable failures, retried or skipped.", "counter")
+        for r in routes:
+            base = dict(r.labels)
+            areq.add_sample("route_actual_request_total", base, r.actual_requests)
+            for (code, cls), n in list(r.actual_responses.items()):
+                arsp.add_sample("route_actual_response_total",
+                                dict(base, status_code=code, classification=cls), n)
+            for skipped, n in list(r.retryable.items()):
+                retr.add_sample("route_retryable_total",
+                                dict(base, skipped=skipped) if skipped else base, n)
+        yield from (areq, arsp, retr)
+        yield from self._tcp_and_process()
+
+    def _traffic(self, prefix: str, all_stats: Sequence[TrafficStats]) -> Iterator[Metric]:
+        req = Metric(f"{prefix}request", "Total count of HTTP requests.", "counter")
+        rsp = Metric(f"{prefix}response", "Total count of HTTP responses.", "counter")
+        lat = Metric(f"{prefix}response_latency_ms", "Elapsed times between a request's "
+                     "headers being received and its response stream completing.", "histogram")
+        for stats in all_stats:
             base = dict(stats.labels)
-            req.add_sample("request_total", base, stats.requests)
+            req.add_sample(f"{prefix}request_total", base, stats.requests)
             for (code, cls, grpc, err), n in list(stats.responses.items()):
                 labels = dict(base, status_code=code, classification=cls)
                 if grpc:
                     labels["grpc_status"] = grpc
                 if err:
                     labels["error"] = err
-                rsp.add_sample("response_total", labels, n)
+                rsp.add_sample(f"{prefix}response_total", labels, n)
             for code, h in list(stats.latency.items()):
                 labels = dict(base, status_code=code)
                 for le, n in h.cumulative():
-                    lat.add_sample("response_latency_ms_bucket", dict(labels, le=le), n)
-                lat.add_sample("response_latency_ms_count", labels, sum(h.counts))
-                lat.add_sample("response_latency_ms_sum", labels, h.sum)
+                    lat.add_sample(f"{prefix}response_latency_ms_bucket", dict(labels, le=le), n)
+                lat.add_sample(f"{prefix}response_latency_ms_count", labels, sum(h.counts))
+                lat.add_sample(f"{prefix}response_latency_ms_sum", labels, h.sum)
         yield from (req, rsp, lat)
+
+    def _tcp_and_process(self) -> Iterator[Metric]:
 
         opened = Metric("tcp_open", "Total count of opened connections.", "counter")
         live = Metric("tcp_open_connections", "Number of currently-open connections.", "gauge")
@@ -201,7 +251,7 @@ class ProxyMetrics:
     def latency_json(self) -> dict[str, object]:
         """The sketches for the control plane: one entry per label set and status code."""
         series = []
-        for stats in list(self.traffic.values()):
+        for stats in [*self.traffic.values(), *self.routes.values()]:
             for code, h in list(stats.latency.items()):
                 series.append({"labels": dict(stats.labels, status_code=code),
                                "sketch": h.sketch.to_json()})

@@ -84,8 +84,25 @@ class ProxyServer:
         self._renewal = loop.create_task(rt.identity.run_renewal(), name="identity-renewal")
         rt.resolver.discovery = self.discovery = Discovery(rt.resolver, client)
 
+    def load_profiles(self) -> None:
+        from pathlib import Path
+
+        from shoal.profiles import ProfileError, parse_documents
+
+        from .routes import RouteTable
+
+        for path in self.config.profiles:
+            try:
+                profiles = parse_documents(Path(path).read_text())
+            except (OSError, ProfileError) as e:
+                raise SystemExit(f"shoal proxy: --profile {path}: {e}") from None
+            for p in profiles:
+                self.rt.resolver.static_routes[f"{p.service}.{p.namespace}"] = RouteTable(
+                    p, self.rt.metrics, "outbound")
+
     async def start(self) -> dict[str, str]:
         cfg, rt = self.config, self.rt
+        self.load_profiles()
         if cfg.control_plane:
             await self.connect_control_plane()
         if cfg.inbound is not None:
