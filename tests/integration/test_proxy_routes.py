@@ -102,3 +102,17 @@ def test_invalid_profile_is_refused_with_the_field(start_proxy, tmp_path):
                        text=True, timeout=30)
     assert r.returncode != 0
     assert "spec.routes[0].condition.pathRegex" in r.stderr and "bad regex" in r.stderr
+
+
+def test_inbound_route_metrics_from_own_service_profile(app, start_proxy, tmp_path):
+    _, addr = app
+    (tmp_path / "profile.yaml").write_text(PROFILE)
+    p = start_proxy("--app", addr, "--service", "todo.web:8080",
+                    "--profile", str(tmp_path / "profile.yaml"))
+    with httpx.Client(base_url=p.url("inbound"), timeout=10) as c:
+        assert c.get("/sleep?ms=300").status_code == 200  # no timeout on the server side
+        assert c.get("/status/418").status_code == 418
+    m = p.metrics()
+    assert metric(m, "route_request_total", direction="inbound", rt_route="GET /sleep") == 1
+    assert metric(m, "route_response_total", direction="inbound", rt_route="teapot",
+                  classification="failure") == 1

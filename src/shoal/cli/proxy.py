@@ -42,6 +42,7 @@ def _opt(name: str, help: str, **kw):  # type: ignore[no-untyped-def]
 @_opt("--bootstrap-token", "One-time token for this proxy's first certificate.")
 @_opt("--profile", "Service profile file (YAML/JSON) for static destinations (repeatable).",
       multiple=True)
+@_opt("--service", "This workload's service NAME:PORT: its profile gives inbound route metrics.")
 @_opt("--mtls", "permissive (default) or strict: refuse plaintext inbound connections.")
 def command(**opts: object) -> None:
     """Run the proxy. Prints one JSON line with its addresses once listening."""

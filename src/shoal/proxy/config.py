@@ -111,6 +111,7 @@ class ProxyConfig:
     bootstrap_token: str = ""            # one-time token for the first certificate
     mtls: str = "permissive"             # "strict": refuse plaintext inbound connections
     profiles: tuple[str, ...] = ()       # service profile files for static destinations
+    service: str = ""                    # name:port of this workload's service (inbound routes)
 
     @classmethod
     def parse(cls, env: Mapping[str, str]) -> ProxyConfig:
@@ -157,6 +158,8 @@ class ProxyConfig:
         kw["upstreams"] = tuple(ups)
         kw["tap_redact"] = tuple(h.strip().lower() for h in _split(get("tap_redact")))
         kw["profiles"] = tuple(_split(get("profile")))
+        if get("service"):
+            kw["service"] = parse_authority(str(get("service")))
         if kw.get("inbound") and not kw.get("app"):
             raise ConfigError("--inbound needs --app, the app's own address")
         cfg = cls(**kw)  # type: ignore[arg-type]

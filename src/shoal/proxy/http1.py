@@ -441,6 +441,8 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         ex.table = table
         ex.route, ex.rstats = table.match(ex.method, ex.path)
         ex.rstats.requests += 1
+        if self.inbound:
+            return  # the server side counts and classifies; timeouts and retries are the client's
         table.budget.deposit()
         if ex.route is not None and ex.route.is_retryable:
             ex.replay = []
@@ -513,7 +515,7 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         if ex.rstats is not None:
             ex.rstats.actual_requests += 1
             route = ex.route
-            if ex.timer is None and route is not None and route.timeout:
+            if ex.timer is None and route is not None and route.timeout and not self.inbound:
                 ex.timer = asyncio.get_running_loop().call_later(
                     route.timeout, self.timed_out, ex)
         up = self.rt.pools.get(ep.addr)
@@ -905,7 +907,7 @@ class Http1Upstream(_Buffered, asyncio.Protocol):
         if ex.rstats is not None:
             ex.failure = ex.route.failure(status) if ex.route is not None else None
             failed = ex.failure if ex.failure is not None else status >= 500
-            if failed and ex.route is not None and ex.route.is_retryable and self.retry(
+            if failed and ex.replay is not None and ex.route is not None and self.retry(
                     ex, status, (now - ex.start) * 1000.0):
                 return
             if ex.timer is not None:

@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 from .config import ProxyConfig, format_addr
-from .destination import Resolver
+from .destination import Resolver, Target
 if TYPE_CHECKING:  # cryptography is loaded only when a control plane is configured
     from .identity import Credentials, Identity
 from .metrics import ProxyMetrics, TcpStats, TrafficStats
@@ -47,6 +47,7 @@ class Runtime:
         self.ready = asyncio.Event()
         #: set when a control plane is configured (see server.ProxyServer.start)
         self.identity: Identity | None = None
+        self.inbound_target: Target | None = None
         self.stopping = asyncio.Event()
         # Inbound counters per TLS label set, built once per set.
         app = format_addr(config.app) if config.app else ""

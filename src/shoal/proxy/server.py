@@ -51,6 +51,7 @@ class ProxyServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._renewal: asyncio.Task[None] | None = None
         self.discovery: Discovery | None = None
+        self.inbound_routes: object = None
 
     async def _listen(self, name: str, addr: Addr, factory) -> None:  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()
@@ -99,6 +100,8 @@ class ProxyServer:
             for p in profiles:
                 self.rt.resolver.static_routes[f"{p.service}.{p.namespace}"] = RouteTable(
                     p, self.rt.metrics, "outbound")
+                if self.config.service.rpartition(":")[0] == f"{p.service}.{p.namespace}":
+                    self.inbound_routes = RouteTable(p, self.rt.metrics, "inbound")
 
     async def start(self) -> dict[str, str]:
         cfg, rt = self.config, self.rt
@@ -107,6 +110,11 @@ class ProxyServer:
             await self.connect_control_plane()
         if cfg.inbound is not None:
             inbound = InboundSide(rt)
+            rt.inbound_target = inbound.app_target
+            inbound.app_target.routes = self.inbound_routes
+            if self.discovery is not None and cfg.service:
+                self.discovery.inbound = (cfg.service, inbound.app_target)
+                self.discovery.watch(cfg.service)
             await self._listen("inbound", cfg.inbound, lambda: Detect(rt, lambda: inbound))
         if cfg.outbound is not None:
             await self._listen("outbound", cfg.outbound,
