@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -85,17 +86,30 @@ def write_stand_in(tmp: Path) -> str:
 
 
 def real_proxy_usable() -> bool:
+    """`shoal proxy` runs and takes the flags the supervisor passes.
+
+    SHOAL_TEST_STAND_IN_PROXY=1 forces the stand-in (to test the control plane alone)."""
+    if os.environ.get("SHOAL_TEST_STAND_IN_PROXY") == "1":
+        return False
     r = subprocess.run([*SHOAL, "proxy", "--help"], capture_output=True, text=True)
     return r.returncode == 0 and "--inbound" in r.stdout and "--admin" in r.stdout
 
 
 def shoal(home: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,
-          timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "SHOAL_HOME": str(home), **(env or {})}
+          timeout: float = 45) -> subprocess.CompletedProcess[str]:
+    """Run the CLI against ``home``; a command that hangs dumps its Python stacks."""
+    full_env = {**os.environ, "SHOAL_HOME": str(home), "PYTHONFAULTHANDLER": "1", **(env or {})}
     full_env.pop("SHOAL_API", None)
     full_env.pop("SHOAL_TOKEN", None)
-    r = subprocess.run([*SHOAL, *args], capture_output=True, text=True, env=full_env,
-                       timeout=timeout)
+    proc = subprocess.Popen([*SHOAL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=full_env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate()
+        raise AssertionError(f"shoal {' '.join(args)} hung\n{out}\n{err}") from None
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if check and r.returncode != 0:
         raise AssertionError(f"shoal {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
     return r
