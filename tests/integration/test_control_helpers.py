@@ -25,7 +25,7 @@ import argparse, asyncio, json, sys
 
 p = argparse.ArgumentParser()
 for flag in ("inbound", "app", "outbound", "admin", "tap", "namespace", "deployment", "pod",
-             "service-account", "mtls", "control-plane", "bootstrap-token"):
+             "service-account", "mtls", "control-plane", "bootstrap-token", "service"):
     p.add_argument("--" + flag)
 args = p.parse_args()
 app_host, app_port = args.app.rsplit(":", 1)
