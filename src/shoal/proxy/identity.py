@@ -88,6 +88,7 @@ class Identity:
         self.token = bootstrap_token
         self.current: Credentials | None = None
         self.on_change: list = []  # type: ignore[type-arg]
+        self._material: tuple[ec.EllipticCurvePrivateKey, str, list[str], list[str]] | None = None
 
     async def certify(self) -> Credentials:
         key, csr = make_csr(self.name)
@@ -95,6 +96,8 @@ class Identity:
                                            {"csr": csr, "token": self.token})
         server, client = contexts(key, answer["certificate"], answer.get("chain", []),
                                   answer["trust_anchors"])
+        self._material = (key, answer["certificate"], list(answer.get("chain", [])),
+                          list(answer["trust_anchors"]))
         self.token = answer.get("renew_token", self.token)
         creds = Credentials(self.name, server, client, float(answer["expiry"]),
                             float(answer.get("renew_after") or
@@ -104,6 +107,31 @@ class Identity:
             cb(creds)
         log.info("certificate issued identity=%s expiry=%d", self.name, creds.expiry)
         return creds
+
+    async def refresh_anchors(self) -> bool:
+        """Trust the anchors the control plane serves now (a rotation adds one);
+        True when they changed. The certificate and key stay as they are."""
+        if self._material is None or self.current is None:
+            return False
+        answer = await self.client.request("GET", "/api/v1/identity/trust-anchors")
+        anchors = list(answer["trust_anchors"])
+        key, cert, chain, old = self._material
+        if anchors == old or not anchors:
+            return False
+        server, client = contexts(key, cert, chain, anchors)
+        self._material = (key, cert, chain, anchors)
+        c = self.current
+        self.current = Credentials(c.name, server, client, c.expiry, c.renew_after)
+        log.info("trust anchors updated count=%d", len(anchors))
+        return True
+
+    async def run_anchor_refresh(self, interval: float = 30.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh_anchors()
+            except (ControlError, KeyError, ValueError, TypeError, ssl.SSLError):
+                pass  # keep the anchors we have; try again later
 
     async def run_renewal(self) -> None:
         """Renew before expiry; on failure retry with back-off, keeping the old one."""

@@ -50,6 +50,7 @@ class ProxyServer:
         self.tap = HttpServer(tap_routes(self.rt))
         self._sweeper: asyncio.Task[None] | None = None
         self._renewal: asyncio.Task[None] | None = None
+        self._anchors: asyncio.Task[None] | None = None
         self.discovery: Discovery | None = None
         self.inbound_routes: object = None
 
@@ -83,6 +84,8 @@ class ProxyServer:
                 delay = min(delay * 2, 2.0)
         loop = asyncio.get_running_loop()
         self._renewal = loop.create_task(rt.identity.run_renewal(), name="identity-renewal")
+        self._anchors = loop.create_task(rt.identity.run_anchor_refresh(),
+                                         name="identity-anchor-refresh")
         rt.resolver.discovery = self.discovery = Discovery(rt.resolver, client)
 
     def load_profiles(self) -> None:
@@ -171,7 +174,7 @@ class ProxyServer:
         self.tap.close_clients()
         self.admin.close_clients()
         self.servers["admin"].close()
-        for task in (self._sweeper, self._renewal):
+        for task in (self._sweeper, self._renewal, self._anchors):
             if task is not None:
                 task.cancel()
         if self.discovery is not None:
