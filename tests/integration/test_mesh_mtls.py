@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.integration.test_control_helpers import get_json, processes_mentioning, shoal
+from tests.integration.test_control_helpers import get_json, processes_mentioning
+from tests.integration.test_control_helpers import shoal as _shoal
 from tests.support import metric, parse_metrics, wait_for
 
 APP = r'''
@@ -30,6 +31,12 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 '''
+
+
+def shoal(home, *args, **kw):  # type: ignore[no-untyped-def]
+    """Pods can take a while to start on a loaded machine: be patient, not flaky."""
+    kw.setdefault("timeout", 150)
+    return _shoal(home, *args, **kw)
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ class Hosts:
             ip("-n", ns, "link", "set", "lo", "up")
 
     def run(self, host: str, *cmd: str, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+            timeout: float = 150) -> subprocess.CompletedProcess[str]:
         r = subprocess.run(["ip", "netns", "exec", self.names[host], *cmd],
                            env={**os.environ, **(env or {})}, capture_output=True, text=True,
                            timeout=timeout)
