@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -33,3 +34,13 @@ def start_proxy() -> Iterator[Callable[..., ProxyProcess]]:
         p.stop()
         if p.stderr_path:
             p.stderr_path.unlink(missing_ok=True)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite tests/golden/*.golden from the current output")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--update-golden"):
+        os.environ["SHOAL_UPDATE_GOLDEN"] = "1"
