@@ -21,8 +21,13 @@ import errno as errno_mod
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
-from h2.connection import H2Connection
-from h2.errors import ErrorCodes
+from h2.config import H2Configuration
+from h2.connection import (
+    ConnectionInputs,
+    ConnectionState,
+    H2Connection,
+    H2ConnectionStateMachine,
+)
 from h2.exceptions import H2Error
 from h2.settings import SettingCodes, Settings
 
@@ -30,13 +35,41 @@ if TYPE_CHECKING:
     from .metrics import TcpStats
 
 #: Stream window we grant; at most this much is buffered per stream and direction.
-STREAM_WINDOW = 1 << 20
-#: Connection window we grant (shared by the connection's streams).
-CONNECTION_WINDOW = 8 << 20
+STREAM_WINDOW = 256 << 10
+#: Connection window we grant. Much larger than a stream's: a connection to an app
+#: carries the streams of many clients, and a few slow clients (each stalling at most
+#: a stream window) must not exhaust it for the others.
+CONNECTION_WINDOW = 64 * STREAM_WINDOW
+#: Bytes queued on a paused transport beyond which we stop reading its peer.
+FLOOD_LIMIT = 4 << 20
 #: Largest header block we accept, as h2's default.
 MAX_HEADER_LIST = 1 << 16
 
 Headers = list[tuple[bytes, bytes]]
+
+
+class LingeringStateMachine(H2ConnectionStateMachine):
+    """h2's connection state machine, except that a received GOAWAY does not close it.
+
+    After GOAWAY the streams up to its last_stream_id are still answered (RFC 9113
+    6.8), but h2 refuses every later frame, even in the same read as the GOAWAY.
+    We stop opening streams ourselves when GOAWAY arrives.
+    """
+
+    _transitions = {
+        **H2ConnectionStateMachine._transitions,
+        (ConnectionState.IDLE, ConnectionInputs.RECV_GOAWAY): (None, ConnectionState.IDLE),
+        (ConnectionState.CLIENT_OPEN, ConnectionInputs.RECV_GOAWAY):
+            (None, ConnectionState.CLIENT_OPEN),
+        (ConnectionState.SERVER_OPEN, ConnectionInputs.RECV_GOAWAY):
+            (None, ConnectionState.SERVER_OPEN),
+    }
+
+
+def h2_connection(config: H2Configuration) -> H2Connection:
+    conn = H2Connection(config)
+    conn.state_machine = LingeringStateMachine()
+    return conn
 
 
 class OutboxOwner(Protocol):
@@ -69,19 +102,22 @@ class H2Peer(asyncio.Protocol):
         self.hub = hub
         self.tcp = tcp
         self.transport: asyncio.Transport | None = None
-        self.paused = False
+        self.paused = False          # our transport asked us to stop writing
+        self.reading_paused = False
         self.closed = False
         self.marked = False
         # outboxes waiting for window or for resume_writing on this connection
         self.blocked: set[Outbox] = set()
 
-    def start_h2(self, extra: dict[SettingCodes, int] | None = None) -> None:
+    def start_h2(self, extra: dict[SettingCodes, int] | None = None,
+                 max_header_list: int = MAX_HEADER_LIST) -> None:
         """Queue our preface and SETTINGS, granting the big windows."""
         conn = self.conn
         conn.local_settings = Settings(client=conn.config.client_side, initial_values={
             SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-            SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
+            SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list,
             **(extra or {})})
+        conn.decoder.max_header_list_size = max_header_list
         conn.initiate_connection()
         conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self.mark()
@@ -103,8 +139,23 @@ class H2Peer(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused = False
+        if self.reading_paused and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
         self.retry_blocked()
         self.hub.flush()
+
+    def check_flood(self) -> None:
+        """Called after reading while our writes are paused.
+
+        DATA stops at the flow-control windows, but h2 answers PING and SETTINGS by
+        itself; a peer that sends those and never reads would grow our write buffer
+        without bound. Stop reading it until it drains.
+        """
+        t = self.transport
+        if t is not None and not self.reading_paused and t.get_write_buffer_size() > FLOOD_LIMIT:
+            self.reading_paused = True
+            t.pause_reading()
 
     def retry_blocked(self) -> None:
         """Window opened or transport drained: move buffered bytes on."""
@@ -232,7 +283,3 @@ def errno_name(exc: BaseException | None) -> str:
         return errno_mod.errorcode.get(exc.errno, str(exc.errno))
     return "EIO"
 
-
-def error_code(value: int) -> int:
-    """A received RST_STREAM/GOAWAY code as an int we can send back."""
-    return int(value) if value is not None else int(ErrorCodes.CANCEL)

@@ -4,17 +4,18 @@ One connection carries many streams. A new one is opened when every open connect
 to the endpoint is at the peer's ``MAX_CONCURRENT_STREAMS``, and a connection leaves
 the pool on GOAWAY (its remaining streams finish) or when it closes. Streams the
 peer refused unprocessed (GOAWAY above their id, REFUSED_STREAM) are sent again on
-another connection when no request bytes went out yet.
+another connection when no request bytes went out yet. To an endpoint with an
+identity (a meshed peer) the connection is mTLS, h2 inside.
 """
 
 from __future__ import annotations
 
 import asyncio
-import weakref
+import ssl
+import time
 from typing import TYPE_CHECKING, Protocol
 
 from h2.config import H2Configuration
-from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -32,7 +33,7 @@ from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes
 
 from .config import Addr, format_addr
-from .h2flow import H2Peer, Headers, Hub, Outbox, errno_name
+from .h2flow import H2Peer, Headers, Hub, Outbox, errno_name, h2_connection
 
 if TYPE_CHECKING:
     from .destination import Endpoint
@@ -51,7 +52,7 @@ CLIENT_CONFIG = H2Configuration(client_side=True, header_encoding=None,
 class Stream(Protocol):
     """What an upstream connection needs from the exchange it carries."""
 
-    ep: Endpoint
+    ep: Endpoint | None
     headers: Headers
     to_up: Outbox
     to_down: Outbox
@@ -70,11 +71,13 @@ class Stream(Protocol):
 class H2Upstream(H2Peer):
     """A client-side h2 connection to one endpoint, carrying many exchanges."""
 
-    def __init__(self, pool: H2Pool, key: tuple[Addr, TcpStats]) -> None:
+    def __init__(self, pool: H2Pool, key: tuple[Addr, TcpStats],
+                 identity: str | None = None) -> None:
         super().__init__(pool.hub, key[1])
         self.pool = pool
         self.key = key
-        self.conn = H2Connection(CLIENT_CONFIG)
+        self.identity = identity  # the peer proxy's, when the hop is mTLS
+        self.conn = h2_connection(CLIENT_CONFIG)
         self.streams: dict[int, Stream] = {}
         self.waiting: list[Stream] = []
         self.connected = False
@@ -143,7 +146,7 @@ class H2Upstream(H2Peer):
         self.transport = transport  # type: ignore[assignment]
         self.connected = True
         self.tcp.connection_opened()
-        self.start_h2({SettingCodes.ENABLE_PUSH: 0})
+        self.start_h2({SettingCodes.ENABLE_PUSH: 0}, self.pool.runtime.config.max_header_bytes)
         self.hub.flush()
 
     def on_settled(self) -> None:
@@ -164,6 +167,10 @@ class H2Upstream(H2Peer):
         self.usable = False
         self.pool.forget(self)
         waiting, self.waiting = self.waiting, []
+        now = time.monotonic()
+        for ep in {id(ex.ep): ex.ep for ex in waiting}.values():
+            if ep is not None:
+                ep.load.failed(now)  # once per failed connection, for the balancer
         for ex in waiting:
             if not ex.cancelled:
                 ex.on_lost(error)
@@ -176,32 +183,44 @@ class H2Upstream(H2Peer):
         except ProtocolError as e:
             self.protocol_error(e)
             return
+        try:
+            self.handle(events)
+        except Exception as e:  # a bug must cost one connection, not the proxy's loop
+            self.pool.runtime.connection_error(self.direction(), "internal_error",
+                                               peer=format_addr(self.key[0]),
+                                               detail=repr(e)[:120])
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        self.mark()
+        self.hub.flush()
+        if self.paused:
+            self.check_flood()
+
+    def handle(self, events: list[Event]) -> None:
         streams = self.streams
         for ev in events:
-            kind = ev.__class__
-            if kind is DataReceived:
+            if isinstance(ev, DataReceived):
                 ex = streams.get(ev.stream_id)
                 if ex is not None:
                     ex.on_data(ev.data, ev.flow_controlled_length - len(ev.data))
                 else:
                     self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-            elif kind is ResponseReceived or kind is InformationalResponseReceived:
+            elif isinstance(ev, (ResponseReceived, InformationalResponseReceived)):
                 ex = streams.get(ev.stream_id)
                 if ex is not None:
-                    ex.on_response(ev.headers, kind is InformationalResponseReceived,
+                    ex.on_response(ev.headers, isinstance(ev, InformationalResponseReceived),
                                    getattr(ev, "stream_ended", None) is not None)
-            elif kind is TrailersReceived:
+            elif isinstance(ev, TrailersReceived):
                 ex = streams.get(ev.stream_id)
                 if ex is not None:
                     ex.on_trailers(ev.headers)
-            elif kind is StreamEnded:
+            elif isinstance(ev, StreamEnded):
                 ex = streams.get(ev.stream_id)
                 if ex is not None:
                     ex.on_end()
             else:
                 self.on_control(ev)
-        self.mark()
-        self.hub.flush()
 
     def on_control(self, ev: Event) -> None:
         if isinstance(ev, WindowUpdated):
@@ -225,9 +244,6 @@ class H2Upstream(H2Peer):
     def goaway(self, last_stream_id: int) -> None:
         self.usable = False
         self.pool.forget(self)
-        # h2 stops processing frames once GOAWAY arrived, but the streams at or below
-        # last_stream_id are still being answered: let their frames through.
-        self.conn.state_machine.state = ConnectionState.CLIENT_OPEN
         for usid in [s for s in self.streams if s > last_stream_id]:
             ex = self.streams.pop(usid)
             if ex.retry():
@@ -270,6 +286,7 @@ class H2Pool:
     def dispatch(self, ex: Stream) -> None:
         """Send ``ex`` on a connection with room, opening one if needed."""
         ep = ex.ep
+        assert ep is not None, "routed before dispatch"
         key = (ep.addr, ep.tcp)
         conns = self.conns.get(key)
         if conns is None:
@@ -278,7 +295,7 @@ class H2Pool:
             if up.capacity() > 0:
                 up.start(ex)
                 return
-        up = H2Upstream(self, key)
+        up = H2Upstream(self, key, ep.identity)
         conns.append(up)
         up.waiting.append(ex)
         task = asyncio.get_running_loop().create_task(
@@ -291,12 +308,20 @@ class H2Pool:
         loop = asyncio.get_running_loop()
         timeout = self.runtime.config.connect_timeout
         deadline = loop.time() + timeout
+        creds = self.runtime.credentials() if up.identity else None
         try:
-            await asyncio.wait_for(loop.create_connection(lambda: up, host, port), timeout)
+            if creds is not None:  # to a meshed peer: mTLS, checked against its identity
+                coro = loop.create_connection(lambda: up, host, port, ssl=creds.client,
+                                              server_hostname=up.identity)
+            else:
+                coro = loop.create_connection(lambda: up, host, port)
+            await asyncio.wait_for(coro, timeout)
             # connected means the peer's SETTINGS arrived (or the connection ended)
             await asyncio.wait_for(asyncio.shield(up.ready), max(0.0, deadline - loop.time()))
         except TimeoutError:
             error = "connect_timeout"
+        except ssl.SSLError:
+            error = "tls_error"
         except OSError:
             error = "connect_refused"
         else:
@@ -324,12 +349,10 @@ class H2Pool:
         self.conns.clear()
 
 
-_POOLS: weakref.WeakKeyDictionary[Runtime, H2Pool] = weakref.WeakKeyDictionary()
-
-
 def h2_pool(runtime: Runtime) -> H2Pool:
-    """The runtime's upstream h2 pool (created on first use)."""
-    pool = _POOLS.get(runtime)
+    """The runtime's upstream h2 pool (created on first use, kept on the runtime)."""
+    pool: H2Pool | None = getattr(runtime, "h2_pool", None)
     if pool is None:
-        pool = _POOLS[runtime] = H2Pool(runtime)
+        pool = H2Pool(runtime)
+        runtime.h2_pool = pool  # type: ignore[attr-defined]
     return pool

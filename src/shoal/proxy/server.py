@@ -171,6 +171,10 @@ class ProxyServer:
         for conn in list(rt.connections):
             conn.abort()
         rt.pools.close_all()
+        if getattr(rt, "h2_pool", None) is not None:
+            from .h2pool import h2_pool
+
+            h2_pool(rt).close_all()
         self.tap.close_clients()
         self.admin.close_clients()
         self.servers["admin"].close()
