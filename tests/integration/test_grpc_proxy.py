@@ -301,3 +301,32 @@ def test_grpc_between_proxies_over_mtls(app: tuple[str, int], tmp_path: Path) ->
         assert client_side.value("tcp_open_total", peer="dst", tls="true") == 1
         assert server_side.value("response_total", direction="inbound", tls="true",
                                  client_id=client_creds.name, grpc_status="0") == 4
+
+
+def test_grpc_through_http_proxy_connect_and_upstream_port(app: tuple[str, int],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unmodified grpcio client with http_proxy set tunnels through CONNECT; the proxy
+    detects HTTP/2 inside the tunnel and still sees each call. A client that honours
+    no proxy setting uses a named upstream port instead."""
+    from tests.support import ProxyProcess, metric
+
+    with ProxyProcess("--app", f"{app[0]}:{app[1]}") as server_side:
+        with ProxyProcess("--destination", f"{AUTHORITY}={server_side.addr['inbound']}",
+                          "--upstream", f"{AUTHORITY}=0") as client_side:
+            for var in ("no_proxy", "NO_PROXY", "no_grpc_proxy", "grpc_proxy"):
+                monkeypatch.delenv(var, raising=False)
+            monkeypatch.setenv("http_proxy", f"http://{client_side.addr['outbound']}")
+            with grpc.insecure_channel(AUTHORITY) as ch:  # resolved by the proxy, not DNS
+                all_shapes(pb2_grpc.EchoStub(ch))
+            monkeypatch.delenv("http_proxy")
+            port = client_side.addr["upstreams"][AUTHORITY]
+            with grpc.insecure_channel(port, options=[("grpc.enable_http_proxy", 0)]) as ch:
+                all_shapes(pb2_grpc.EchoStub(ch))
+            out = client_side.metrics()
+            # each call counted as a request with its grpc-status, not one opaque tunnel
+            assert metric(out, "response_total", direction="outbound", authority=AUTHORITY,
+                          grpc_status="0", classification="success") == 8
+            assert metric(out, "request_total", direction="outbound",
+                          authority=f"{AUTHORITY}") == 8
+        assert metric(server_side.metrics(), "response_total", direction="inbound",
+                      grpc_status="0") == 8
