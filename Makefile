@@ -46,7 +46,7 @@ lint: $(STAMP)
 # Regenerate the lockfile after changing dependencies in pyproject.toml.
 lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
-	.lockvenv/bin/pip install --quiet -e '.[test]'
+	.lockvenv/bin/pip install --quiet -e '.[test,bench]'
 	.lockvenv/bin/pip freeze --exclude-editable | grep -v '^shoal' > requirements.lock
 	rm -rf .lockvenv
 

@@ -1,0 +1,225 @@
+"""BENCHMARKS.md and the terminal summary, rendered from a Run (pure functions)."""
+
+from __future__ import annotations
+
+from bench.model import Run
+from bench.targets import (
+    CLIENT_LAG_WARN_US,
+    NOISE_WARN_PCT,
+    RETRY_BUDGET,
+    RETRY_LAG_US,
+    RETRY_PCT,
+    added,
+    busy,
+    checks,
+    cpu_ms_per_1000,
+    disturbance,
+    lat,
+    noise,
+    ratio,
+    tput,
+)
+from bench.units import mb, num, pct, rps, us
+
+NOTES_BEGIN = "<!-- notes:begin (kept by make bench; edit freely) -->"
+NOTES_END = "<!-- notes:end -->"
+DEFAULT_NOTES = "_No notes yet. Text between these markers survives `make bench`._"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def throughput_table(run: Run) -> str:
+    nginx, direct = run.get("nginx"), run.get("direct")
+    rows = []
+    for r in run.results:
+        if r.error and not r.throughput:
+            rows.append([f"`{r.name}`", "failed", *[""] * 7])
+            continue
+        t = r.throughput
+        rows.append([
+            f"`{r.name}`", rps(tput(r)), pct(ratio(tput(r), tput(direct))),
+            pct(ratio(tput(r), tput(nginx))), str(t.errors) if t else "—",
+            pct(busy(r)), num(cpu_ms_per_1000(r, "throughput")),
+            f"{mb(r.rss_idle_kib)} → {mb(r.throughput_usage.rss_max_kib)}"
+            if r.has_proxy and r.throughput_usage else "—",
+            noise(r, "throughput", run.method),
+        ])
+    return _table(["setup", "req/s", "vs direct", "vs nginx", "errors", "proxy CPU busy",
+                   "CPU ms / 1000 req", "RSS idle → load", "steal / others"], rows)
+
+
+def latency_table(run: Run) -> str:
+    direct = run.get("direct")
+    rows = []
+    for r in run.results:
+        if r.error and not r.latency:
+            rows.append([f"`{r.name}`", "failed", *[""] * 11])
+            continue
+        lt = r.latency or {}
+        lag = lt.get("send_lag_us", {}).get("p99")
+        rows.append([
+            f"`{r.name}`", rps(lt.get("achieved_rps")),
+            us(lat(r, "p50")), us(lat(r, "p90")), us(lat(r, "p99")), us(lat(r, "p99.9")),
+            us(lat(r, "max")),
+            us(added(r, direct, "p50")) if r is not direct else "—",
+            us(added(r, direct, "p99")) if r is not direct else "—",
+            num(cpu_ms_per_1000(r, "latency")),
+            str(lt.get("errors", 0) + lt.get("timeouts", 0) + lt.get("unsent", 0)) if lt else "—",
+            us(lag), noise(r, "latency", run.method),
+        ])
+    return _table(["setup", "req/s", "p50", "p90", "p99", "p99.9", "max", "added p50",
+                   "added p99", "CPU ms / 1000 req", "errors", "client lag p99",
+                   "steal / others"], rows)
+
+
+def checks_table(run: Run) -> str:
+    return _table(["target", "measured", "limit", "result"],
+                  [[c.what, c.measured, c.target,
+                    f"**{c.result}**" if c.result.startswith(("PASS", "FAIL")) else c.result]
+                   for c in checks(run)])
+
+
+def errors_section(run: Run) -> str:
+    failed = [r for r in run.results if r.error]
+    if not failed:
+        return ""
+    body = "\n\n".join(f"- `{r.name}`:\n\n```\n{(r.error or '').strip()}\n```" for r in failed)
+    return f"## Setups that failed\n\n{body}\n"
+
+
+def profile_section(run: Run) -> str:
+    head = "## Profile of shoal under load\n\n"
+    if run.profile is None:
+        why = run.profile_error or "not recorded in this run"
+        return head + f"No profile: {why}.\n"
+    p, m = run.profile, run.method
+    intro = (f"py-spy sampled the `{run.profile_target}` proxy at 200 Hz for {m.profile_s:g} s "
+             f"while wrk saturated it ({p.samples} samples with Python on the CPU; time "
+             "spent waiting in the event loop's poll is not sampled, so percentages are of "
+             "busy time). *Self* is time in the function itself, *total* includes its "
+             "callees. uvloop's event loop is C code: time spent inside it (socket reads "
+             "and writes, callback dispatch) is charged to the Python frame that started "
+             "the loop, usually `Runner.run`.\n\n")
+    rows_self = [[f"`{e.function}`", f"{e.self_pct:.1f}%", f"{e.total_pct:.1f}%"]
+                 for e in p.top_self]
+    rows_total = [[f"`{e.function}`", f"{e.total_pct:.1f}%", f"{e.self_pct:.1f}%"]
+                  for e in p.top_total]
+    trunk = (f"\n\nFrames on nearly every stack ({', '.join(f'`{t}`' for t in p.trunk)}) "
+             "are left out of the second table." if p.trunk else "")
+    return (head + intro + "Top by self time:\n\n"
+            + _table(["function", "self", "total"], rows_self)
+            + "\n\nTop by total time:\n\n" + _table(["function", "total", "self"], rows_total)
+            + trunk + "\n")
+
+
+def method_section(run: Run) -> str:
+    m = run.method
+    titles = "\n".join(f"- `{r.name}`: {r.title}" for r in run.results)
+    retried = ", ".join(m.retried) or "none"
+    return f"""## Method
+
+Setups, all on 127.0.0.1 with ports picked at run time, measured one after another:
+
+{titles}
+
+How:
+
+- **Backend**: nginx, 1 worker, `return 200` with a fixed {m.body_bytes}-byte body
+  ({m.response_bytes} bytes with headers), pinned to CPU {m.load_cpu}.
+- **Proxies** pinned to CPU {m.proxy_cpu} with `taskset`: nginx `worker_processes 1`,
+  up to 128 idle upstream connections; HAProxy `nbthread 1`, `http-reuse always`; each
+  shoal proxy one process. In the meshed hop both shoal proxies share CPU {m.proxy_cpu}.
+- **Load generators** pinned to CPU {m.load_cpu}, beside the backend.
+- **Max throughput**: `wrk -t1 -c{m.wrk_connections}` (closed loop, keep-alive) for
+  {m.throughput_s:g} s after a {m.warmup_s:g} s warm-up.
+- **Latency**: an open-loop generator (`bench/openloop.py`) sends {m.rate:g} requests/s
+  over {m.openloop_connections} keep-alive connections on a fixed schedule for
+  {m.latency_s:g} s, after {m.latency_warmup_s:g} s unmeasured. Latency runs from each
+  request's *scheduled* send time to its last response byte, so a stall is counted,
+  not hidden (no coordinated omission). Debian has no wrk2, and h2load's `--rate`
+  paces connections, not requests, hence a generator of our own. *Added* latency is
+  the setup's percentile minus the direct path's.
+- **Memory**: VmRSS of the proxy's processes (nginx: master + worker), idle after
+  start, and the maximum sampled every 200 ms under load; MB = 10⁶ bytes.
+- **CPU**: utime + stime of the proxy's processes over the measured interval, divided
+  by the requests sent in it; *busy* is that CPU time over wall time (100% = one core).
+- **Priority**: when run as root every process above runs at nice −20 (its session's
+  autogroup too), so that other work on the machine disturbs the measurement less.
+- **steal / others**: the largest share of a CPU the hypervisor gave to other guests
+  during the interval, and the largest share of CPU {m.load_cpu} (or CPU {m.proxy_cpu}
+  when a proxy runs there) used by processes outside the benchmark (both from
+  /proc/stat). ⚠ marks a noisy row: steal above {NOISE_WARN_PCT["throughput"]:g}% at max
+  throughput; at a fixed rate steal above {NOISE_WARN_PCT["latency"]:g}% (one 160 ms
+  stall delays 1% of the requests, the whole p99) or a client lag p99 above
+  {us(CLIENT_LAG_WARN_US)}. Others' share flags nothing
+  (the benchmark runs at higher priority, so others mostly fill idle time) but tells
+  how busy the machine was. Run again on a quiet machine before trusting a ⚠ row.
+- **Disturbed points** (steal above {RETRY_PCT["throughput"]:g}% at max throughput;
+  at a fixed rate steal above {RETRY_PCT["latency"]:g}% or a client lag p99 above
+  {us(RETRY_LAG_US)}) are measured once more, up to {RETRY_BUDGET} per run, and the
+  less disturbed result kept. Measured again in this run: {retried}.
+- **errors** (latency table): non-200 answers, broken connections, and requests still
+  unanswered, or never sent, 2 s after the end; those count in the percentiles with
+  the latency they had reached.
+- **client lag p99**: how late the open-loop client sent requests whose connection
+  was free; it should be well under the latencies it reports.
+- Closed-loop throughput through a fast proxy can be limited by CPU {m.load_cpu} (wrk and
+  the backend) rather than by the proxy: *proxy CPU busy* well under 100% says so,
+  and then the proxy could do more than the req/s shown.
+"""
+
+
+def machine_section(run: Run) -> str:
+    rows = "\n".join(f"- {k}: {v}" for k, v in run.machine.items())
+    return f"## Machine\n\n{rows}\n"
+
+
+def extract_notes(old: str | None) -> str:
+    """The hand-written notes between the markers of a previous BENCHMARKS.md."""
+    if old and NOTES_BEGIN in old and NOTES_END in old:
+        inner = old.split(NOTES_BEGIN, 1)[1].split(NOTES_END, 1)[0].strip("\n")
+        if inner.strip():
+            return inner
+    return DEFAULT_NOTES
+
+
+def render(run: Run, notes: str) -> str:
+    kind = "quick run (`--quick`): short points, rough numbers" if run.method.quick else "full run"
+    parts = [
+        "# Benchmarks\n",
+        f"Written by `make bench` (`python -m bench.run`) on {run.started}, {kind}, "
+        f"in {run.duration_s:.0f} s. The whole file is regenerated on every run except the "
+        "Notes section at the end.\n",
+        "## Targets\n\n" + checks_table(run) + "\n"
+        + (f"\n{disturbance(run)}\n" if disturbance(run) else ""),
+        "## Maximum throughput (wrk, keep-alive)\n\n" + throughput_table(run) + "\n",
+        f"## Latency at a fixed {run.method.rate:g} requests/s (open loop)\n\n"
+        + latency_table(run) + "\n",
+        profile_section(run),
+        errors_section(run),
+        machine_section(run),
+        method_section(run),
+        f"## Notes\n\n{NOTES_BEGIN}\n{notes}\n{NOTES_END}\n",
+    ]
+    return "\n".join(p for p in parts if p)
+
+
+def summary(run: Run) -> str:
+    """What the terminal shows at the end of a run."""
+    parts = ["Targets", checks_table(run), *([disturbance(run)] if disturbance(run) else []),
+             "", "Maximum throughput", throughput_table(run), "",
+             f"Latency at {run.method.rate:g} rps", latency_table(run)]
+    if run.profile:
+        parts += ["", "Profile (top self time)"] + [
+            f"  {e.self_pct:5.1f}%  {e.function}" for e in run.profile.top_self[:8]]
+    elif run.profile_error:
+        parts += ["", f"Profile: {run.profile_error}"]
+    failed = [r for r in run.results if r.error]
+    for r in failed:
+        lines = (r.error or "?").strip().splitlines()
+        parts += ["", f"{r.name} failed: {lines[0]}", *(f"  {x}" for x in lines[1:][-4:])]
+    return "\n".join(parts)
