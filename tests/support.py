@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,15 +28,16 @@ BIN = Path(sys.executable).parent
 SHOAL = str(BIN / "shoal")
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0,
-             interval: float = 0.02, what: str = "condition") -> object:
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition",
+             interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it is truthy (returned) or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
 
 

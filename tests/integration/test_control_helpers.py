@@ -13,10 +13,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.support import wait_for  # noqa: F401 - one implementation for every tier
 
 SHOAL = [sys.executable, "-c", "from shoal.cli.main import main; main()"]
 
@@ -119,16 +119,6 @@ def get_json(home: Path, *args: str) -> Any:
     return json.loads(shoal(home, "get", *args, "-o", "json").stdout)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition",
-             interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def alive(pid: int) -> bool:

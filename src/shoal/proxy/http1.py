@@ -23,8 +23,8 @@ from shoal.profiles import Route
 
 from .classify import FAILURE, SUCCESS, classify
 from .destination import Endpoint, Target
-from .routes import MAX_ATTEMPTS, MAX_REPLAY, RouteTable
 from .metrics import RouteStats, TrafficStats
+from .routes import MAX_ATTEMPTS, MAX_REPLAY, RouteTable
 from .runtime import Runtime
 from .sides import Side
 from .tap import TapExchange
@@ -173,6 +173,19 @@ class Exchange:
         self.failure: bool | None = None  # a response class's verdict
 
 
+class _NoTransport:
+    """Stands in when nothing feeds a client connection (so flow control is a no-op)."""
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+_NO_TRANSPORT = _NoTransport()
+
+
 def _release(ex: Exchange) -> None:
     """The exchange no longer loads its endpoint (for the balancer)."""
     if ex.inflight:
@@ -288,19 +301,18 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        ex = self.current
-        if ex is not None and ex.up is not None and ex.up.transport is not None:
-            ex.up.transport.pause_reading()
-        elif self.tunnel is not None:
-            self.tunnel.pause_reading()
+        self._source().pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._source().resume_reading()
+
+    def _source(self) -> asyncio.Transport | _NoTransport:
+        """What feeds this client: the current upstream, or the tunnel's other end."""
         ex = self.current
         if ex is not None and ex.up is not None and ex.up.transport is not None:
-            ex.up.transport.resume_reading()
-        elif self.tunnel is not None:
-            self.tunnel.resume_reading()
+            return ex.up.transport
+        return self.tunnel if self.tunnel is not None else _NO_TRANSPORT
 
     # -- httptools callbacks --------------------------------------------------
 
