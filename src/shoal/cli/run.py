@@ -82,7 +82,8 @@ def command(home, namespace: str, name: str, port: int, replicas: int,
                 "command": list(cmd), "env": env, "cwd": os.getcwd(),
                 "service_account": service_account, "mtls": mtls,
                 "proxy_command": shlex.split(proxy_command) if proxy_command else [],
-                "host": host, "advertise": advertise}
+                "host": host, "advertise": advertise, "port": port,
+                "service_port": service_port}
         if client.endpoint.from_env:
             spec.update(api=client.endpoint.url, token=client.endpoint.token)
         home.ensure()

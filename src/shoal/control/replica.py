@@ -134,10 +134,11 @@ class Replica:
                 "--outbound", addr["outbound"], "--admin", addr["admin"], "--tap", addr["tap"],
                 "--namespace", spec.namespace, "--deployment", spec.deployment,
                 "--pod", self.name, "--service-account", spec.service_account,
-                "--mtls", spec.mtls,
-                # the workload's own service: its profile gives inbound route metrics
-                "--service", f"{spec.deployment}.{spec.namespace}:"
-                             f"{spec.service_port or spec.port}"]
+                "--mtls", spec.mtls]
+        if spec.service_port or spec.port:
+            # the workload's own service: its profile gives inbound route metrics
+            argv += ["--service", f"{spec.deployment}.{spec.namespace}:"
+                                  f"{spec.service_port or spec.port}"]
         # without a control plane (down right now) the proxy starts with static routes
         # only; the next restart brings discovery and identity back
         if self.sup.uplink.url and token:

@@ -49,6 +49,8 @@ class SupervisorSpec:
     host: str = "127.0.0.1"     # where the inbound listener binds
     advertise: str | None = None  # the address other hosts reach it at (default: host)
     api: str | None = None      # set when the CLI used SHOAL_API instead of $SHOAL_HOME
+    port: int = 0               # the app's port (0: unknown, older specs)
+    service_port: int | None = None
     token: str | None = None
 
     @classmethod
