@@ -15,7 +15,12 @@ from .client import home_option
               help="Lifetime of proxy certificates (default 86400).")
 @click.option("--pod-stale-after", envvar="SHOAL_CONTROL_POD_STALE_AFTER", metavar="SECONDS",
               help="A pod whose supervisor stays silent this long becomes Unknown.")
-def command(home, api: str, cert_lifetime: str | None, pod_stale_after: str | None) -> None:
+@click.option("--scrape-interval", envvar="SHOAL_SCRAPE_INTERVAL", metavar="DURATION",
+              help="How often the proxies are scraped (1s..10m, default 10s).")
+@click.option("--prometheus-url", envvar="SHOAL_PROMETHEUS_URL", metavar="URL",
+              help="Answer metrics queries from this Prometheus instead of the embedded store.")
+def command(home, api: str, cert_lifetime: str | None, pod_stale_after: str | None,
+            scrape_interval: str | None, prometheus_url: str | None) -> None:
     """Run the control plane (API, destination, identity) in the foreground."""
     from shoal.control.config import ControlConfig
     from shoal.control.errors import ControlError
@@ -26,6 +31,10 @@ def command(home, api: str, cert_lifetime: str | None, pod_stale_after: str | No
     settings = {"home": str(home.root), "api": api, "cert_lifetime": cert_lifetime or "",
                 "pod_stale_after": pod_stale_after or ""}
     try:
-        raise SystemExit(run(ControlConfig.parse(settings)))
+        from shoal.control.metrics import MetricsConfig
+
+        metrics = MetricsConfig.parse({"scrape_interval": scrape_interval or "",
+                                       "prometheus_url": prometheus_url or ""})
+        raise SystemExit(run(ControlConfig.parse(settings), metrics))
     except ControlError as e:
         raise SystemExit(fail(e)) from None

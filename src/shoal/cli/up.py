@@ -13,7 +13,13 @@ from .client import home_option
               help="Where the API listens (port 0: any free port).")
 @click.option("--foreground", is_flag=True, help="Run in this process (containers, debugging).")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for ready.")
-def command(home, api: str, foreground: bool, timeout: float) -> None:
+@click.option("--scrape-interval", metavar="DURATION",
+              help="How often the proxies are scraped (1s..10m, default 10s).")
+@click.option("--prometheus-url", metavar="URL",
+              help="Answer metrics queries from this Prometheus (it scrapes the targets in "
+              "$SHOAL_HOME/prometheus/targets.json; see `shoal prometheus-config`).")
+def command(home, api: str, foreground: bool, timeout: float, scrape_interval: str | None,
+            prometheus_url: str | None) -> None:
     """Start the control plane; prints its URL once it answers."""
     from shoal.control import daemon
     from shoal.control.config import ControlConfig
@@ -22,6 +28,17 @@ def command(home, api: str, foreground: bool, timeout: float) -> None:
     from .client import fail
 
     try:
+        import os
+
+        from shoal.control.metrics import MetricsConfig
+
+        metrics = MetricsConfig.parse({"scrape_interval": scrape_interval or "",
+                                       "prometheus_url": prometheus_url or ""})
+        # the detached control plane reads them from its environment
+        for key, value in (("SHOAL_SCRAPE_INTERVAL", scrape_interval),
+                           ("SHOAL_PROMETHEUS_URL", prometheus_url)):
+            if value:
+                os.environ[key] = value
         config = ControlConfig.parse({"home": str(home.root), "api": api})
         running = daemon.running_control(home)
         if running and daemon.healthy(running["url"], home.token()):
@@ -30,7 +47,7 @@ def command(home, api: str, foreground: bool, timeout: float) -> None:
             return
         if foreground:
             from shoal.control.server import run
-            raise SystemExit(run(config))
+            raise SystemExit(run(config, metrics))
         info = daemon.start_control(home, api, timeout)
     except ControlError as e:
         raise SystemExit(fail(e)) from None

@@ -130,6 +130,9 @@ def create_app(plane: ControlPlane) -> FastAPI:
                                  media_type="application/x-ndjson",
                                  headers={"cache-control": "no-store"})
 
+    from .metrics_api import router as metrics_router  # stat, edges, routes, profiles
+    app.include_router(metrics_router)
+
     # last: the generic listing must not shadow the routes above
     @app.get("/api/v1/{kind}", dependencies=[Operator])
     async def list_resources(kind: Kind, namespace: Annotated[

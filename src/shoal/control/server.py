@@ -19,6 +19,7 @@ from shoal import __version__
 from .api import create_app
 from .config import ControlConfig, format_addr
 from .errors import StateError
+from .metrics import Metrics, MetricsConfig
 from .plane import ControlPlane
 from .state import Home, read_json, write_json
 
@@ -39,10 +40,13 @@ def bind(addr: tuple[str, int]) -> socket.socket:
     return sock
 
 
-async def serve(config: ControlConfig) -> None:
+async def serve(config: ControlConfig, metrics: MetricsConfig | None = None) -> None:
     """Run until SIGTERM/SIGINT; ``shoal control`` and ``shoal up --foreground`` call this."""
     home = Home(config.home).ensure()
     plane = ControlPlane.open(config)
+    scraping = Metrics.attach(plane, metrics)
+    stop_scraping = asyncio.Event()
+    scraper = asyncio.create_task(scraping.run(stop_scraping), name="metrics-scrape-loop")
     sock = bind(config.api)
     api = format_addr(sock.getsockname()[:2])
     server = uvicorn.Server(uvicorn.Config(create_app(plane), log_level="warning",
@@ -63,6 +67,9 @@ async def serve(config: ControlConfig) -> None:
         await server.serve(sockets=[sock])
     finally:
         publisher.cancel()
+        stop_scraping.set()
+        await asyncio.wait([scraper], timeout=5)
+        scraping.close()
         sock.close()
         try:
             current = read_json(home.control, {}) or {}
@@ -72,10 +79,10 @@ async def serve(config: ControlConfig) -> None:
             pass
 
 
-def run(config: ControlConfig) -> int:
+def run(config: ControlConfig, metrics: MetricsConfig | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # uvicorn installs its own SIGINT/SIGTERM handlers inside serve(); a SIGHUP from a
     # closed terminal should not kill a detached control plane
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, metrics))
     return 0

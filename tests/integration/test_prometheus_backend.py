@@ -1,0 +1,131 @@
+"""The Prometheus backend against Debian's `prometheus`: it scrapes the mesh through the
+control plane's file_sd targets (`shoal prometheus-config`), a second control plane
+answers `stat` with PromQL (`shoal up --prometheus-url`), and both backends agree on the
+same traffic."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import httpx
+import pytest
+
+from shoal.proxy.metrics import LATENCY_BOUNDS
+from tests.integration.test_control_helpers import get_json, processes_mentioning, shoal, wait_for
+from tests.integration.test_metrics_mesh import TODO
+
+pytestmark = [pytest.mark.skipif(shutil.which("prometheus") is None,
+                                 reason="prometheus is installed by `make test`"),
+              pytest.mark.xdist_group("mesh")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def promql(base: str, query: str) -> float:
+    try:
+        r = httpx.get(f"{base}/api/v1/query", params={"query": query}, timeout=5)
+        res = r.json()["data"]["result"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return 0.0
+    return float(res[0]["value"][1]) if res else 0.0
+
+
+def bucket(ms: float | None) -> int:
+    assert ms is not None
+    return bisect.bisect_left(LATENCY_BOUNDS, ms)
+
+
+@pytest.fixture
+def homes(tmp_path):
+    mesh, viewer = tmp_path / "mesh", tmp_path / "viewer"
+    procs: list[subprocess.Popen] = []
+    try:
+        yield mesh, viewer, procs
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+        for home in (mesh, viewer):
+            shoal(home, "down", check=False)
+            for pid in processes_mentioning(str(home)):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_embedded_and_prometheus_backends_agree(homes, tmp_path):
+    mesh, viewer, procs = homes
+    (tmp_path / "todo.py").write_text(TODO)
+    shoal(mesh, "up", "--api", "127.0.0.1:0", "--scrape-interval", "1s")
+    for name, port in (("todoui", "8080"), ("web", "8081")):
+        shoal(mesh, "run", "-n", "todo", "--name", name, "--port", port, "--",
+              sys.executable, str(tmp_path / "todo.py"))
+    pods = {p["deployment"]: p for p in get_json(mesh, "pods", "-n", "todo")}
+
+    config = shoal(mesh, "prometheus-config").stdout
+    targets = json.loads((mesh / "prometheus" / "targets.json").read_text())
+    assert {t["labels"]["deployment"] for t in targets} == {"todoui", "web"}
+    assert all(t["labels"]["pod_template_hash"] and t["labels"]["serviceaccount"]
+               for t in targets)
+    (tmp_path / "prometheus.yml").write_text(config)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    procs.append(subprocess.Popen(
+        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    shoal(viewer, "up", "--api", "127.0.0.1:0", "--scrape-interval", "1s",
+          "--prometheus-url", base)
+
+    stop = threading.Event()
+
+    def traffic() -> None:  # steady load: every fourth request fails
+        with httpx.Client(proxy=f"http://{pods['web']['outbound']}", timeout=10) as c:
+            i = 0
+            while not stop.is_set():
+                c.get(f"http://todoui.todo:8080/{'fail' if i % 4 == 3 else ''}")
+                i += 1
+                stop.wait(0.04)
+    loader = threading.Thread(target=traffic, name="load", daemon=True)
+    loader.start()
+    try:
+        wait_for(lambda: promql(base, 'count_over_time(sum(response_total{deployment="todoui",'
+                                      'direction="inbound"})[30s:1s]) >= 25') >= 25,
+                 timeout=90, interval=0.5, what="30 s of traffic in prometheus")
+
+        def both():
+            a = json.loads(shoal(mesh, "stat", "deploy", "-n", "todo", "-t", "20s", "-o",
+                                 "json").stdout)
+            b = json.loads(shoal(viewer, "stat", "deploy", "-n", "todo", "-t", "20s", "-o",
+                                 "json").stdout)
+            return (a, b) if any(r["rps"] for r in b) else None
+        embedded, prometheus = wait_for(both, timeout=30, interval=0.5, what="both backends")
+    finally:
+        stop.set()
+        loader.join(15)
+    e = {r["name"]: r for r in embedded}
+    p = {r["name"]: r for r in prometheus}
+    assert set(p) == set(e) == {"todoui", "web"}, (e, p)
+    assert e["web"]["meshed"] == p["web"]["meshed"] == "1/1"
+    a, b = e["todoui"], p["todoui"]
+    assert a["meshed"] == b["meshed"] == "1/1"
+    assert a["tcp_open_connections"] == b["tcp_open_connections"]
+    assert a["success"] == pytest.approx(0.75, abs=0.03)
+    assert b["success"] == pytest.approx(a["success"], abs=0.03)
+    assert b["rps"] == pytest.approx(a["rps"], rel=0.25)
+    for q in ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99"):
+        assert abs(bucket(a[q]) - bucket(b[q])) <= 1, (q, a[q], b[q])
+    edges = shoal(viewer, "edges", "deploy", "-n", "todo").stdout.splitlines()
+    assert edges[1].split() == ["web", "todoui", "todo", "todo", "√"]
+    health = shoal(viewer, "check").stdout
+    assert "components are healthy" in health
