@@ -39,8 +39,8 @@ class Discovery:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.max_watches = max_watches
         self.connected = False
-        #: (service name, target) whose profile also shapes inbound route metrics
-        self.inbound: tuple[str, Target] | None = None
+        #: (own service name, runtime): that service's profile gives inbound routes
+        self.inbound: tuple[str, Any] | None = None
 
     def watch(self, name: str) -> Target | None:
         """The Target for a normalised ``name:port``, watched from now on."""
@@ -76,8 +76,9 @@ class Discovery:
         target.routes = table_for(target.profile, self.resolver.metrics, "outbound",
                                   target.routes)
         if self.inbound is not None and self.inbound[0] == target.authority:
-            own = self.inbound[1]
-            own.routes = table_for(target.profile, self.resolver.metrics, "inbound", own.routes)
+            rt = self.inbound[1]
+            rt.inbound_routes = table_for(target.profile, self.resolver.metrics, "inbound",
+                                          rt.inbound_routes)
         target.exists = bool(snap.get("exists", True))
         if target.pending is not None and not target.pending.done():
             target.pending.set_result(None)

@@ -411,8 +411,10 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
             return  # a tunnel, not a request: see upgraded()
         if stats is not None:
             stats.requests += 1
-            if target is not None and target.routes is not None:
-                self.bind_route(ex, target.routes)
+            table = self.rt.inbound_routes if self.inbound else (
+                target.routes if target is not None else None)
+            if table is not None:
+                self.bind_route(ex, table)
         else:
             ex.target = target
         self.requests += 1

@@ -6,10 +6,10 @@ import asyncio
 import itertools
 import logging
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import ProxyConfig, format_addr
-from .destination import Resolver, Target
+from .destination import Resolver
 if TYPE_CHECKING:  # cryptography is loaded only when a control plane is configured
     from .identity import Credentials, Identity
 from .metrics import ProxyMetrics, TcpStats, TrafficStats
@@ -37,7 +37,7 @@ class Runtime:
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
         self.metrics = ProxyMetrics()
-        self.tap = TapHub(config.tap_redact)
+        self.tap = TapHub(config.tap_redact, record_bytes=config.tap_record_bytes)
         self.metrics.tap_subscriptions = lambda: len(self.tap.subs)
         self.resolver = Resolver(self.metrics, config.destinations)
         self.pools = Pools(config.pool_max_idle)
@@ -47,7 +47,8 @@ class Runtime:
         self.ready = asyncio.Event()
         #: set when a control plane is configured (see server.ProxyServer.start)
         self.identity: Identity | None = None
-        self.inbound_target: Target | None = None
+        #: the route table of this workload's own service (inbound route metrics)
+        self.inbound_routes: Any = None
         self.stopping = asyncio.Event()
         # Inbound counters per TLS label set, built once per set.
         app = format_addr(config.app) if config.app else ""

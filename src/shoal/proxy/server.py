@@ -113,10 +113,9 @@ class ProxyServer:
             await self.connect_control_plane()
         if cfg.inbound is not None:
             inbound = InboundSide(rt)
-            rt.inbound_target = inbound.app_target
-            inbound.app_target.routes = self.inbound_routes
+            rt.inbound_routes = self.inbound_routes
             if self.discovery is not None and cfg.service:
-                self.discovery.inbound = (cfg.service, inbound.app_target)
+                self.discovery.inbound = (cfg.service, rt)
                 self.discovery.watch(cfg.service)
             await self._listen("inbound", cfg.inbound, lambda: Detect(rt, lambda: inbound))
         if cfg.outbound is not None:
