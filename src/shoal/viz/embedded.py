@@ -1,0 +1,243 @@
+"""The query primitives answered from the embedded store.
+
+Window convention (documented for parity with Prometheus): ``increase`` over a
+window (start, end] is ``v(last scrape <= end) - v(last scrape <= start)`` on the
+reset-adjusted counters, per series, summed by the ``by`` labels. A counter that
+went down is taken to have restarted at 0 (Prometheus' rule), so nothing is lost
+across proxy restarts. There is no extrapolation: the value is what the counters
+counted between those two scrapes, an integer for integer counters. When a proxy
+has no scrape at or before ``start`` (it appeared inside the window), its first
+scrape inside the window is the baseline, as Prometheus counts only from the
+first sample it holds. Prometheus' ``increase`` extrapolates the same difference
+to the window's edges, so the two agree exactly when scrapes fall on the edges
+and within one scrape interval's worth of traffic otherwise.
+
+``rate`` is that difference divided by the time between the two scrapes (not by
+the window): an unbiased per-second rate that does not dip while the window's
+end is not yet scraped, which is what Prometheus' extrapolation approximates.
+Sketch deltas use the same (start, end] rule, so latency and counts describe the
+same requests.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Hashable, Sequence
+
+from ..proxy.latency import LatencySketch
+from .queries import Key, MatcherSpec, Vector, bucket_quantile
+from .series import group_key, matchers
+from .store import SKETCH_METRIC, Record, SeriesInfo, Store
+from .window import Window, window
+
+
+class EmbeddedBackend:
+    """Primitives over a ``Store``; ``Queries(EmbeddedBackend(store))`` adds stat/edges."""
+
+    name = "embedded"
+    has_sketches = True
+
+    def __init__(self, store: Store, scrape_interval: float = 10.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.scrape_interval = scrape_interval
+        self.clock = clock
+
+    def window(self, spec: str | float, at: float | None = None) -> Window:
+        return window(spec, self.clock() if at is None else at, self.scrape_interval)
+
+    # -- counters and gauges ----------------------------------------------
+
+    def increase(self, metric: str, match: MatcherSpec = None, window: str | float = "1m",
+                 by: Sequence[str] = (), at: float | None = None) -> Vector:
+        """``sum(increase(metric{match}[window])) by (by)`` at ``at`` (default now)."""
+        w = self.window(window, at)
+        return self._increase(self.store.select(metric, matchers(match)), w, by)
+
+    def rate(self, metric: str, match: MatcherSpec = None, window: str | float = "1m",
+             by: Sequence[str] = (), at: float | None = None) -> Vector:
+        """``sum(rate(metric{match}[window])) by (by)``: per second."""
+        w = self.window(window, at)
+        return self._increase(self.store.select(metric, matchers(match)), w, by, rate=True)
+
+    def gauge(self, metric: str, match: MatcherSpec = None, window: str | float = "1m",
+              by: Sequence[str] = (), at: float | None = None) -> Vector:
+        """``sum(metric{match}) by (by)`` from each proxy's last scrape inside the window."""
+        return self.gauge_range(metric, match, [self.window(window, at).end], window, by)[0]
+
+    def increase_range(self, metric: str, match: MatcherSpec, times: Sequence[float],
+                       window: str | float, by: Sequence[str] = (), rate: bool = False
+                       ) -> list[Vector]:
+        """``increase`` (or ``rate``) at each of ``times``: one timeline per proxy."""
+        windows = [self.window(window, t) for t in times]
+        return self._increase_many(self.store.select(metric, matchers(match)), windows, by,
+                                   rate)
+
+    def gauge_range(self, metric: str, match: MatcherSpec, times: Sequence[float],
+                    window: str | float, by: Sequence[str] = ()) -> list[Vector]:
+        windows = [self.window(window, t) for t in times]
+        out: list[Vector] = [{} for _ in windows]
+        for ss, plan, recs in self._plans(self.store.select(metric, matchers(match)), windows):
+            for vec, (_, end_at) in zip(out, plan, strict=True):
+                end = recs.get(end_at) if end_at is not None else None
+                if end is None:
+                    continue
+                for s in ss:
+                    v = end.get(s.id)
+                    if v is not None and not math.isnan(v):
+                        k = group_key(s.labels, by)
+                        vec[k] = vec.get(k, 0.0) + v
+        return out
+
+    def _increase(self, series: list[SeriesInfo], w: Window, by: Sequence[str],
+                  rate: bool = False) -> Vector:
+        return self._increase_many(series, [w], by, rate)[0]
+
+    def _plans(self, series: list[SeriesInfo], windows: list[Window]):
+        """Per proxy: its series, the (begin, end) records of each window as
+        (tier, time), and those records; one timeline query per tier, one fetch.
+
+        Each edge reads the finest tier still holding it: raw while kept, else the
+        history (a 7 h window starts in the history and ends in raw data).
+        """
+        store = self.store
+        lo, hi = min(w.start for w in windows), max(w.end for w in windows)
+        for target, ss in _by_target(series).items():
+            lines: dict[int, list[float]] = {}
+            plan: list[tuple[tuple[int, float] | None, tuple[int, float] | None]] = []
+            for w in windows:
+                te = store.tier_for(w.end)
+                tl = _line(store, lines, target, te, lo, hi, windows)
+                j = bisect_right(tl, w.end) - 1
+                if j < 0 or tl[j] <= w.start:
+                    plan.append((None, None))
+                    continue
+                end = (te, tl[j])
+                tb = store.tier_for(w.start)
+                tl = _line(store, lines, target, tb, lo, hi, windows)
+                i = bisect_right(tl, w.start) - 1
+                if i < 0:  # appeared inside the window: its first scrape is the baseline
+                    i = 0
+                begin = (tb, tl[i]) if i < len(tl) and tl[i] < end[1] else None
+                plan.append((begin, end))
+            recs: dict[tuple[int, float], Record] = {}
+            for tier in lines:
+                need = {p[1] for pair in plan for p in pair if p is not None and p[0] == tier}
+                for ts, rec in store.records(target, tier, need).items():
+                    recs[(tier, ts)] = rec
+            yield ss, plan, recs
+
+    def _increase_many(self, series: list[SeriesInfo], windows: list[Window],
+                       by: Sequence[str], rate: bool) -> list[Vector]:
+        out: list[Vector] = [{} for _ in windows]
+        for ss, plan, recs in self._plans(series, windows):
+            for vec, (begin_at, end_at) in zip(out, plan, strict=True):
+                if end_at is None or (rate and begin_at is None):
+                    continue
+                end = recs[end_at]
+                begin_get = recs[begin_at].get if begin_at is not None else None
+                per = 1.0 / (end_at[1] - begin_at[1]) if rate and begin_at is not None else 1.0
+                for s in ss:
+                    vb = end.get(s.id)
+                    if vb is None or math.isnan(vb):
+                        continue
+                    if begin_get is None:
+                        d = 0.0
+                    else:
+                        va = begin_get(s.id)
+                        d = vb - va if va is not None and not math.isnan(va) else vb
+                        if d < 0:  # reset state lost (an idle proxy outlived raw data)
+                            d = vb
+                    k = group_key(s.labels, by)
+                    vec[k] = vec.get(k, 0.0) + d * per
+        return out
+
+    # -- latency ----------------------------------------------------------
+
+    def histogram_quantile(self, q: float, metric_bucket: str, match: MatcherSpec = None,
+                           window: str | float = "1m", by: Sequence[str] = (),
+                           at: float | None = None) -> dict[Key, float | None]:
+        """``histogram_quantile(q, sum(increase(metric_bucket{match}[w])) by (le, by))``."""
+        w = self.window(window, at)
+        inc = self._increase(self.store.select(metric_bucket, matchers(match)), w,
+                             (*by, "le"))
+        groups: dict[Key, list[tuple[float, float]]] = {}
+        for k, v in inc.items():
+            try:
+                le = float(k[-1])
+            except ValueError:
+                continue
+            groups.setdefault(k[:-1], []).append((le, v))
+        return {k: bucket_quantile(q, b) for k, b in groups.items()}
+
+    def sketches(self, match: MatcherSpec = None, window: str | float = "1m",
+                 by: Sequence[str] = (), at: float | None = None) -> dict[Key, LatencySketch]:
+        """The merged latency sketches of the window, per group."""
+        w = self.window(window, at)
+        groups: dict[int, Hashable] = {
+            s.id: group_key(s.labels, by)
+            for s in self.store.select(SKETCH_METRIC, matchers(match))}
+        return self.store.sketch_sum(groups, w.start, w.end)  # type: ignore[return-value]
+
+    def sketch_quantile(self, q: float, match: MatcherSpec = None, window: str | float = "1m",
+                        by: Sequence[str] = (), at: float | None = None
+                        ) -> dict[Key, float | None]:
+        """The q-quantile (ms) of the requests in the window, within 1 % relative error."""
+        return {k: s.quantile(q) for k, s in self.sketches(match, window, by, at).items()}
+
+    def latency_quantiles(self, qs: Sequence[float], match: MatcherSpec = None,
+                          window: str | float = "1m", by: Sequence[str] = (),
+                          at: float | None = None) -> dict[Key, list[float | None]]:
+        """Several quantiles (ms) per group: from the sketches, or from the Linkerd
+        buckets for groups without sketches (a proxy that does not serve /latency)."""
+        out = {k: [s.quantile(q) for q in qs]
+               for k, s in self.sketches(match, window, by, at).items() if s.count}
+        counts = self.increase("response_latency_ms_count", match, window, by, at)
+        if any(v > 0 and k not in out for k, v in counts.items()):
+            w = self.window(window, at)
+            inc = self._increase(self.store.select("response_latency_ms_bucket",
+                                                   matchers(match)), w, (*by, "le"))
+            buckets: dict[Key, list[tuple[float, float]]] = {}
+            for k, v in inc.items():
+                if k[:-1] not in out:
+                    buckets.setdefault(k[:-1], []).append((float(k[-1]), v))
+            for k, b in buckets.items():
+                out[k] = [bucket_quantile(q, b) for q in qs]
+        return out
+
+    # -- inventory --------------------------------------------------------
+
+    def workloads(self, match: MatcherSpec = None, window: str | float = "1m",
+                  at: float | None = None) -> list[dict[str, str]]:
+        """Workload labels of the proxies scraped inside the window."""
+        w = self.window(window, at)
+        ms = matchers(match)
+        out = []
+        for tid, labels in self.store.target_labels().items():
+            if w.start < self.store.target_last_seen(tid) and all(m.matches(labels) for m in ms):
+                if self.store.record_at(tid, w.end, after=w.start) is not None:
+                    out.append(labels)
+        return out
+
+
+def _line(store: Store, lines: dict[int, list[float]], target: int, tier: int, lo: float,
+          hi: float, windows: list[Window]) -> list[float]:
+    """The record times of ``target`` the windows need: the whole timeline for a
+    range query, three index lookups for one window."""
+    tl = lines.get(tier)
+    if tl is None:
+        if len(windows) == 1:
+            tl = store.around(target, tier, windows[0].start, windows[0].end)
+        else:
+            tl = store.timeline(target, tier, lo, hi)
+        lines[tier] = tl
+    return tl
+
+
+def _by_target(series: list[SeriesInfo]) -> dict[int, list[SeriesInfo]]:
+    out: dict[int, list[SeriesInfo]] = {}
+    for s in series:
+        out.setdefault(s.target, []).append(s)
+    return out

@@ -1,0 +1,766 @@
+"""Embedded metrics store: SQLite in WAL mode, one transaction per scrape.
+
+Theory of operation. One scrape of one proxy becomes one *record*: the values of
+all its numeric series, in the order of a *schema* (the list of series ids, stored
+once and reused while the proxy's series set does not change), packed as float64
+and zlib-compressed, the histogram buckets in a second blob that only bucket
+quantiles decompress. Counters are stored *reset-adjusted*: when a raw
+counter goes down (or the proxy's ``process_start_time_seconds`` changes) the
+value before the reset is added to an offset, so the stored value never
+decreases and ``increase`` over any window is ``value(last record <= end) -
+value(last record <= start)``: two records per proxy, whatever the window. This
+counts exactly what Prometheus' reset handling counts between the two samples;
+see ``embedded`` for the window convention.
+
+Latency sketches are cumulative on the proxy; the store keeps, per series and per
+scrape, the *delta* since the previous scrape (only series that saw requests get
+a row), plus rollups of those deltas per minute, per history step (10 min) and
+per hour, each made when its bucket closes (see ``sketchrows``). A window's
+sketch is the sum of the fewest rows: raw deltas at the edges, then minutes,
+history steps and hours towards the middle.
+
+Retention: raw records and raw/minute sketch rows live ``raw_retention`` (6 h);
+history records (the last raw record of each history step, without the histogram
+buckets: the history's latency comes from the sketches) and the history-step and
+hour sketch rows live ``history_retention`` (7 d). ``compact`` deletes what
+expired; it runs from ``ingest`` once a minute.
+
+Crash safety: every ingest (record, new series, sketch rows, rollups, and the
+per-target reset state) is one SQLite transaction, with ``synchronous=NORMAL`` in
+WAL mode, which survives a killed process (only power loss can drop the last
+commits). The sketches' previous cumulative values are not persisted: after a
+reopen the first scrape of each proxy is the new baseline for its sketches
+(counters carry on from the persisted state).
+
+Calls are serialised by a lock, so the scraper (event loop) and API handlers in
+worker threads can share one store; each call is short (one scrape, one query).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import sys
+import threading
+import zlib
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..proxy.latency import LatencySketch
+from .exposition import Sample, parse_labels, render_labels
+from .series import Labels, Matcher
+from .sketchrows import (
+    ROLLUPS,
+    TIER_HISTORY,
+    TIER_RAW,
+    DenseSum,
+    delta,
+    encode,
+    pieces,
+)
+
+#: the name under which sketch series are kept (labels as response_latency_ms)
+SKETCH_METRIC = "response_latency_ms_sketch"
+PROCESS_START = "process_start_time_seconds"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS targets(id INTEGER PRIMARY KEY, key TEXT UNIQUE, labels TEXT);
+CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, target INTEGER, name TEXT,
+    labels TEXT, counter INTEGER, sketch INTEGER);
+CREATE TABLE IF NOT EXISTS schemas(id INTEGER PRIMARY KEY, target INTEGER, series BLOB,
+    hot INTEGER);
+CREATE TABLE IF NOT EXISTS records(tier INTEGER, target INTEGER, ts REAL, schema INTEGER,
+    vals BLOB, cold BLOB);
+CREATE UNIQUE INDEX IF NOT EXISTS records_at ON records(tier, target, ts);
+CREATE TABLE IF NOT EXISTS sketches(tier INTEGER, target INTEGER, ts REAL, series INTEGER,
+    data BLOB);
+CREATE INDEX IF NOT EXISTS sketches_at ON sketches(tier, target, ts);
+CREATE TABLE IF NOT EXISTS state(target INTEGER PRIMARY KEY, ts REAL, start REAL,
+    schema INTEGER, offsets BLOB, rolled TEXT);
+"""
+
+
+def _env_seconds(env: Mapping[str, str], key: str, default: float) -> float:
+    if key not in env:
+        return default
+    from .window import parse_duration
+    return parse_duration(env[key])
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """How long and how fine the store keeps data."""
+
+    #: SHOAL_METRICS_RAW_RETENTION: full resolution (every scrape) kept this long
+    raw_retention: float = 6 * 3600.0
+    #: SHOAL_METRICS_HISTORY_RETENTION: downsampled history kept this long
+    history_retention: float = 7 * 86400.0
+    #: SHOAL_METRICS_HISTORY_STEP: resolution of the history (a multiple of a minute)
+    history_step: float = 600.0
+    #: seconds between two retention passes (run from ingest)
+    compact_every: float = 60.0
+    #: decoded records kept in memory for queries
+    cache_records: int = 1024
+    #: SQLite page cache, KiB
+    sqlite_cache_kib: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.history_step % 60 or self.history_step < 60 or 3600 % self.history_step:
+            raise ValueError("history step must be a whole number of minutes dividing an hour")
+        if self.raw_retention < self.history_step:
+            raise ValueError("raw retention must be at least one history step")
+        if self.history_retention < self.raw_retention:
+            raise ValueError("history retention must be at least the raw retention")
+
+    @classmethod
+    def parse(cls, env: Mapping[str, str]) -> StoreConfig:
+        return cls(
+            raw_retention=_env_seconds(env, "SHOAL_METRICS_RAW_RETENTION", cls.raw_retention),
+            history_retention=_env_seconds(env, "SHOAL_METRICS_HISTORY_RETENTION",
+                                           cls.history_retention),
+            history_step=_env_seconds(env, "SHOAL_METRICS_HISTORY_STEP", cls.history_step),
+        )
+
+
+class SeriesInfo:
+    """One series: its id, its proxy (target) and its labels (workload labels included)."""
+
+    __slots__ = ("id", "target", "name", "labels", "counter", "sketch")
+
+    def __init__(self, id: int, target: int, name: str, labels: dict[str, str],
+                 counter: bool, sketch: bool) -> None:
+        self.id = id
+        self.target = target
+        self.name = name
+        self.labels = labels
+        self.counter = counter
+        self.sketch = sketch
+
+    def __repr__(self) -> str:
+        return f"SeriesInfo({self.id}, {self.name}{{{render_labels(self.labels)}}})"
+
+
+class Record:
+    """One scrape's values; the histogram buckets are decoded only when asked for."""
+
+    __slots__ = ("ts", "pos", "n_hot", "hot", "cold", "_cold_blob")
+
+    def __init__(self, ts: float, pos: dict[int, int], n_hot: int, hot: array,
+                 cold_blob: bytes | None) -> None:
+        self.ts = ts
+        self.pos = pos
+        self.n_hot = n_hot
+        self.hot = hot
+        self.cold: array | None = None
+        self._cold_blob = cold_blob
+
+    def get(self, sid: int) -> float | None:
+        i = self.pos.get(sid)
+        if i is None:
+            return None
+        if i < self.n_hot:
+            return self.hot[i]
+        if self.cold is None:
+            self.cold = _unpack(self._cold_blob) if self._cold_blob else array("d")
+        i -= self.n_hot
+        return self.cold[i] if i < len(self.cold) else None
+
+    def values(self) -> list[float]:
+        """Every value, in schema order."""
+        if self.cold is None:
+            self.cold = _unpack(self._cold_blob) if self._cold_blob else array("d")
+        return list(self.hot) + list(self.cold)
+
+
+@dataclass
+class _Target:
+    id: int
+    labels: dict[str, str]
+    #: (metric name, raw label block) -> series id
+    keys: dict[tuple[str, str], int] = field(default_factory=dict)
+    sketch_keys: dict[Labels, int] = field(default_factory=dict)
+    schemas: dict[tuple[int, ...], int] = field(default_factory=dict)
+    last_ts: float = -math.inf
+    start: float | None = None
+    raw: dict[int, float] = field(default_factory=dict)
+    offsets: dict[int, float] = field(default_factory=dict)
+    #: sketch series id -> (count, zero, bins) as last scraped (not persisted)
+    sketch_prev: dict[int, tuple[int, int, dict[int, int]]] = field(default_factory=dict)
+    sketch_baseline: bool = False
+    #: last bucket key rolled up, per rollup tier (minute, history step, hour)
+    rolled: list[float] = field(default_factory=lambda: [-math.inf] * len(ROLLUPS))
+
+
+@dataclass(frozen=True)
+class IngestStats:
+    samples: int
+    new_series: int
+    sketch_rows: int
+
+
+def _locked(method: Callable) -> Callable:
+    def call(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    call.__name__, call.__doc__ = method.__name__, method.__doc__
+    return call
+
+
+def _pack(values: Sequence[float]) -> bytes:
+    return zlib.compress(array("d", values).tobytes(), 1)
+
+
+def _unpack(blob: bytes) -> array:
+    a = array("d")
+    a.frombytes(zlib.decompress(blob))
+    return a
+
+
+class Store:
+    """The embedded store under one directory; see the module docstring.
+
+    >>> import tempfile
+    >>> from shoal.viz.exposition import parse
+    >>> s = Store(tempfile.mkdtemp())
+    >>> _ = s.ingest({"namespace": "ns", "pod": "web-1"}, 10.0,
+    ...              parse('# TYPE request_total counter\\nrequest_total 3\\n'))
+    >>> [x.labels for x in s.select("request_total", [])]
+    [{'namespace': 'ns', 'pod': 'web-1'}]
+    >>> s.close()
+    """
+
+    def __init__(self, directory: str | os.PathLike[str],
+                 config: StoreConfig | None = None) -> None:
+        self.config = config or StoreConfig()
+        self.directory = os.fspath(directory)
+        os.makedirs(self.directory, exist_ok=True)
+        self.path = os.path.join(self.directory, "metrics.sqlite")
+        self._lock = threading.RLock()
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(f"PRAGMA cache_size=-{self.config.sqlite_cache_kib}")
+        self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        self.db.executescript(_SCHEMA)
+        self._targets: dict[str, _Target] = {}
+        self._targets_by_id: dict[int, _Target] = {}
+        self.series: dict[int, SeriesInfo] = {}
+        self._by_name: dict[str, list[SeriesInfo]] = {}
+        self._schema_cache: dict[int, tuple[tuple[int, ...], dict[int, int], int]] = {}
+        self._select_cache: dict[tuple[str, tuple[Matcher, ...]], list[SeriesInfo]] = {}
+        self._records: OrderedDict[tuple[int, int, float], Record] = OrderedDict()
+        self._last_compact = -math.inf
+        self._cold_names: dict[str, bool] = {}
+        #: newest ingested timestamp; retention and tier choice are relative to it
+        self.now = -math.inf
+        self._load()
+
+    # -- loading ----------------------------------------------------------
+
+    def _load(self) -> None:
+        for tid, key, labels in self.db.execute("SELECT id, key, labels FROM targets"):
+            t = _Target(tid, json.loads(labels))
+            self._targets[key] = t
+            self._targets_by_id[tid] = t
+        for sid, tid, name, labels, counter, sketch in self.db.execute(
+                "SELECT id, target, name, labels, counter, sketch FROM series"):
+            info = self._remember(SeriesInfo(sid, tid, name, _intern(json.loads(labels)),
+                                             bool(counter), bool(sketch)))
+            t = self._targets_by_id.get(tid)
+            if t is None:
+                continue
+            own = own_labels(info, t)
+            if sketch:
+                t.sketch_keys[tuple(sorted(own.items()))] = sid
+            else:
+                t.keys[(name, render_labels(own))] = sid
+        for sid, tid, blob in self.db.execute("SELECT id, target, series FROM schemas"):
+            ids = tuple(array("q", blob))
+            t = self._targets_by_id.get(tid)
+            if t is not None:
+                t.schemas[ids] = sid
+        for tid, ts, start, schema, offsets, rolled in self.db.execute(
+                "SELECT target, ts, start, schema, offsets, rolled FROM state"):
+            t = self._targets_by_id.get(tid)
+            if t is None:
+                continue
+            ids = self._schema(schema)[0]
+            t.last_ts, t.start = ts, start
+            t.offsets = {i: o for i, o in zip(ids, _unpack(offsets), strict=True) if o}
+            last = self.db.execute("SELECT ts, schema, vals, cold FROM records WHERE tier=0 "
+                                   "AND target=? AND ts=?", (tid, ts)).fetchone()
+            if last is not None:  # raw = stored (adjusted) - offset
+                rec = self._decode(TIER_RAW, tid, last)
+                rids = self._schema(last[1])[0]
+                t.raw = {i: v - t.offsets.get(i, 0.0)
+                         for i, v in zip(rids, rec.values(), strict=True)}
+            marks = json.loads(rolled)
+            t.rolled = marks + [-math.inf] * (len(ROLLUPS) - len(marks))
+            t.sketch_baseline = True
+            self.now = max(self.now, ts)
+
+    def _remember(self, info: SeriesInfo) -> SeriesInfo:
+        self._select_cache.clear()
+        self.series[info.id] = info
+        self._by_name.setdefault(info.name, []).append(info)
+        return info
+
+    def _schema(self, schema_id: int) -> tuple[tuple[int, ...], dict[int, int], int]:
+        """(series ids, id -> position, how many come before the bucket series)."""
+        s = self._schema_cache.get(schema_id)
+        if s is None:
+            row = self.db.execute("SELECT series, hot FROM schemas WHERE id=?",
+                                  (schema_id,)).fetchone()
+            ids = tuple(array("q", row[0]))
+            s = self._schema_cache[schema_id] = (ids, {sid: i for i, sid in enumerate(ids)},
+                                                 row[1])
+        return s
+
+    # -- ingest -----------------------------------------------------------
+
+    @_locked
+    def ingest(self, target: Mapping[str, str], ts: float, samples: Sequence[Sample],
+               sketches: Iterable[tuple[Mapping[str, str], Mapping[str, object]]] = ()
+               ) -> IngestStats:
+        """Store one scrape of the proxy with workload labels ``target`` at time ``ts``.
+
+        ``samples`` come from ``exposition.parse``; ``sketches`` are the proxy's
+        ``/latency`` series as (labels, ``LatencySketch.to_json()``). A scrape not
+        newer than the proxy's previous one is ignored.
+        """
+        t = self._target(target)
+        if ts <= t.last_ts:
+            return IngestStats(0, 0, 0)
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            stats, commit = self._ingest(t, ts, samples, sketches)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        commit()
+        self.now = max(self.now, ts)
+        if ts - self._last_compact >= self.config.compact_every:
+            self._last_compact = ts
+            self.compact(ts)
+        return stats
+
+    def _target(self, labels: Mapping[str, str]) -> _Target:
+        key = render_labels(dict(labels))
+        t = self._targets.get(key)
+        if t is None:
+            tid = self.db.execute("INSERT INTO targets(key, labels) VALUES (?, ?)",
+                                  (key, json.dumps(dict(labels), sort_keys=True))).lastrowid
+            assert tid is not None
+            t = self._targets[key] = self._targets_by_id[tid] = _Target(tid, dict(labels))
+        return t
+
+    def _new_series(self, t: _Target, name: str, own: dict[str, str], counter: bool,
+                    sketch: bool, new: list[SeriesInfo]) -> int:
+        labels = {(f"exported_{k}" if k in t.labels else k): v for k, v in own.items()}
+        labels.update(t.labels)
+        labels = dict(sorted(labels.items()))
+        sid = self.db.execute(
+            "INSERT INTO series(target, name, labels, counter, sketch) VALUES (?,?,?,?,?)",
+            (t.id, name, json.dumps(labels), int(counter), int(sketch))).lastrowid
+        assert sid is not None
+        new.append(SeriesInfo(sid, t.id, name, _intern(labels), counter, sketch))
+        return sid
+
+    def _ingest(self, t: _Target, ts: float, samples: Sequence[Sample],
+                sketches: Iterable[tuple[Mapping[str, str], Mapping[str, object]]]):
+        db = self.db
+        new: list[SeriesInfo] = []
+        keys = t.keys
+        added: list[tuple[str, str]] = []
+        start = None
+        for s in samples:
+            if s.name == PROCESS_START and not s.raw_labels:
+                start = s.value
+        restarted = start is not None and t.start is not None and start != t.start
+        prev_raw, offsets = t.raw, t.offsets
+        new_offsets: dict[int, float] = {}
+        # histogram buckets ("cold": read only by bucket quantiles) are kept apart from
+        # the rest ("hot"), so a stat decodes a fifth of each record
+        parts: tuple[tuple[list[int], list[float], list[float]], ...] = (([], [], []),
+                                                                        ([], [], []))
+        cold_names = self._cold_names
+        get, prev_get, off_get = keys.get, prev_raw.get, offsets.get
+        try:
+            for name, raw_labels, v, counter in samples:
+                sid = get((name, raw_labels))
+                if sid is None:
+                    sid = self._series_for(t, name, raw_labels, counter, new, added)
+                cold = cold_names.get(name)
+                if cold is None:
+                    cold = cold_names[name] = name.endswith("_bucket")
+                ids, raw, adjusted = parts[cold]
+                ids.append(sid)
+                raw.append(v)
+                if counter:
+                    p = prev_get(sid)
+                    if p is not None and (v < p or restarted):
+                        new_offsets[sid] = new_offsets.get(sid, off_get(sid, 0.0)) + p
+                        off = new_offsets[sid]
+                    else:
+                        off = new_offsets.get(sid) or off_get(sid)
+                    adjusted.append(v + off if off else v)
+                else:
+                    adjusted.append(v)
+            for ids, raw, adjusted in parts:
+                if len(set(ids)) != len(ids):  # the same series twice: the last one wins
+                    last = {sid: (r, a) for sid, r, a in zip(ids, raw, adjusted, strict=True)}
+                    ids[:] = list(last)
+                    raw[:] = [r for r, _ in last.values()]
+                    adjusted[:] = [a for _, a in last.values()]
+            (hot_ids, hot_raw, hot_adj), (cold_ids, cold_raw, cold_adj) = parts
+            ids = hot_ids + cold_ids
+            raw = hot_raw + cold_raw
+
+            key = tuple(ids)
+            schema = t.schemas.get(key)
+            new_schema = None
+            if schema is None:
+                schema = db.execute("INSERT INTO schemas(target, series, hot) VALUES (?,?,?)",
+                                    (t.id, array("q", ids).tobytes(),
+                                     len(hot_ids))).lastrowid
+                new_schema = (key, schema)
+            db.execute("INSERT INTO records(tier, target, ts, schema, vals, cold) "
+                       "VALUES (0,?,?,?,?,?)", (t.id, ts, schema, _pack(hot_adj),
+                                                _pack(cold_adj) if cold_ids else None))
+
+            sketch_rows, sketch_prev = self._sketch_deltas(t, ts, sketches, restarted, new)
+            if sketch_rows:
+                db.executemany("INSERT INTO sketches(tier, target, ts, series, data) "
+                               "VALUES (0,?,?,?,?)", sketch_rows)
+            rolled = self._roll(t, t.last_ts, ts)
+            if new_offsets or new_schema is not None or t.last_ts == -math.inf:
+                merged = dict(offsets)
+                merged.update(new_offsets)
+                db.execute("INSERT OR REPLACE INTO state(target, ts, start, schema, offsets, "
+                           "rolled) VALUES (?,?,?,?,?,?)",
+                           (t.id, ts, start, schema, _pack([merged.get(i, 0.0) for i in ids]),
+                            json.dumps(rolled)))
+            else:
+                db.execute("UPDATE state SET ts=?, start=?, rolled=? WHERE target=?",
+                           (ts, start, json.dumps(rolled), t.id))
+        except BaseException:
+            for k in added:
+                keys.pop(k, None)
+            raise
+
+        def commit() -> None:
+            for info in new:
+                self._remember(info)
+                if info.sketch:
+                    t.sketch_keys[tuple(sorted(own_labels(info, t).items()))] = info.id
+            if new_schema is not None:
+                t.schemas[new_schema[0]] = new_schema[1]
+            t.raw.update(zip(ids, raw, strict=True))
+            t.offsets.update(new_offsets)
+            t.last_ts, t.start, t.rolled = ts, start, rolled
+            t.sketch_prev.update(sketch_prev)
+            t.sketch_baseline = False
+
+        return IngestStats(len(ids), len(new), len(sketch_rows)), commit
+
+    def _series_for(self, t: _Target, name: str, raw_labels: str, counter: bool,
+                    new: list[SeriesInfo], added: list[tuple[str, str]]) -> int:
+        own = parse_labels(raw_labels)
+        canon = (name, render_labels(own))
+        sid = t.keys.get(canon)
+        if sid is None:
+            sid = self._new_series(t, name, own, counter, False, new)
+            t.keys[canon] = sid
+            added.append(canon)
+        t.keys[(name, raw_labels)] = sid
+        added.append((name, raw_labels))
+        return sid
+
+    def _sketch_deltas(self, t: _Target, ts: float,
+                       sketches: Iterable[tuple[Mapping[str, str], Mapping[str, object]]],
+                       restarted: bool, new: list[SeriesInfo]):
+        rows: list[tuple[int, float, int, bytes]] = []
+        prev = t.sketch_prev
+        out: dict[int, tuple[int, int, Mapping[str, int]]] = {}
+        pending: dict[Labels, int] = {}
+        for labels, data in sketches:
+            lk = tuple(sorted(labels.items()))
+            sid = t.sketch_keys.get(lk) or pending.get(lk)
+            if sid is None:
+                sid = pending[lk] = self._new_series(t, SKETCH_METRIC, dict(labels), True,
+                                                     True, new)
+            zero = data.get("zero", 0)
+            bins = data.get("bins", {})
+            if not isinstance(zero, int) or not isinstance(bins, Mapping):
+                continue
+            try:
+                count = zero + sum(bins.values())
+            except TypeError:
+                continue
+            p = prev.get(sid)
+            if p is not None and p[0] == count and not restarted:
+                continue
+            out[sid] = (count, zero, bins)
+            if p is None and (t.sketch_baseline or t.last_ts == -math.inf):
+                continue  # first scrape (ever, or since a reopen): a baseline, not a delta
+            try:
+                delta_zero, gained = delta(p, zero, bins, count, restarted)
+                if delta_zero or gained:
+                    rows.append((t.id, ts, sid, encode(delta_zero, gained)))
+            except (TypeError, ValueError, OverflowError):
+                out.pop(sid)
+        return rows, out
+
+    # -- rollups ----------------------------------------------------------
+
+    def _roll(self, t: _Target, prev_ts: float, ts: float) -> list[float]:
+        """Roll up the buckets that the previous scrape closed; returns the new marks.
+
+        A bucket keyed K (holding (K - size, K]) closes when a scrape after K
+        arrives; each tier is summed from the one below, finest first.
+        """
+        rolled = list(t.rolled)
+        if prev_ts == -math.inf:
+            return rolled
+        src = TIER_RAW
+        for i, (tier, size) in enumerate(ROLLUPS):
+            size = size or self.config.history_step
+            k = math.ceil(prev_ts / size) * size
+            if rolled[i] < k < ts:
+                self._rollup(t.id, src, tier, k - size, k)
+                rolled[i] = k
+                if tier == TIER_HISTORY:
+                    # the history keeps no histogram buckets: its latency comes from the
+                    # sketches
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO records(tier, target, ts, schema, vals, cold) "
+                        "SELECT 2, target, ts, schema, vals, NULL FROM records "
+                        "WHERE tier=0 AND target=? AND ts=?", (t.id, prev_ts))
+            src = tier
+        return rolled
+
+    def _rollup(self, target: int, src: int, dst: int, a: float, b: float) -> None:
+        merged: dict[int, DenseSum] = {}
+        for sid, data in self.db.execute(
+                "SELECT series, data FROM sketches WHERE tier=? AND target=? AND ts>? AND ts<=?",
+                (src, target, a, b)):
+            s = merged.get(sid)
+            if s is None:
+                s = merged[sid] = DenseSum()
+            s.add(data)
+        if merged:
+            self.db.executemany(
+                "INSERT INTO sketches(tier, target, ts, series, data) VALUES (?,?,?,?,?)",
+                [(dst, target, b, sid, s.encode()) for sid, s in merged.items()])
+
+    # -- retention --------------------------------------------------------
+
+    @_locked
+    def compact(self, now: float) -> None:
+        """Roll up what idle proxies left open, then delete what retention expired."""
+        cfg, db = self.config, self.db
+        raw_cut = now - cfg.raw_retention
+        hist_cut = now - cfg.history_retention
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for t in list(self._targets.values()):
+                if t.last_ts == -math.inf or t.last_ts > now - 2 * 60.0:
+                    continue
+                rolled = self._roll(t, t.last_ts, now)
+                if rolled != t.rolled:
+                    db.execute("UPDATE state SET rolled=? WHERE target=?",
+                               (json.dumps(rolled), t.id))
+                    t.rolled = rolled
+            db.execute("DELETE FROM records WHERE tier=0 AND ts<=?", (raw_cut,))
+            db.execute("DELETE FROM sketches WHERE tier IN (0, 1) AND ts<=?", (raw_cut,))
+            db.execute("DELETE FROM records WHERE tier=2 AND ts<=?", (hist_cut,))
+            db.execute("DELETE FROM sketches WHERE tier IN (2, 3) AND ts<=?", (hist_cut,))
+            gone = [t for t in self._targets.values() if t.last_ts <= hist_cut]
+            for t in gone:
+                for table, col in (("series", "target"), ("schemas", "target"),
+                                   ("state", "target"), ("targets", "id")):
+                    db.execute(f"DELETE FROM {table} WHERE {col}=?", (t.id,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if gone:
+            ids = {t.id for t in gone}
+            for k in [k for k, t in self._targets.items() if t.id in ids]:
+                del self._targets[k]
+            for i in ids:
+                self._targets_by_id.pop(i, None)
+            self.series = {k: s for k, s in self.series.items() if s.target not in ids}
+            self._by_name = {n: [s for s in ss if s.target not in ids]
+                             for n, ss in self._by_name.items()}
+            self._select_cache.clear()
+        db.execute("PRAGMA incremental_vacuum(256)")
+        self._records.clear()
+
+    # -- reading ----------------------------------------------------------
+
+    @_locked
+    def select(self, name: str, matchers: Sequence[Matcher]) -> list[SeriesInfo]:
+        """The series named ``name`` whose labels satisfy every matcher."""
+        key = (name, tuple(matchers))
+        out = self._select_cache.get(key)
+        if out is None:
+            out = [s for s in self._by_name.get(name, ())
+                   if all(m.matches(s.labels) for m in matchers)]
+            if len(self._select_cache) > 256:
+                self._select_cache.clear()
+            self._select_cache[key] = out
+        return list(out)
+
+    @_locked
+    def target_labels(self) -> dict[int, dict[str, str]]:
+        return {t.id: t.labels for t in self._targets.values()}
+
+    def target_last_seen(self, target: int) -> float:
+        t = self._targets_by_id.get(target)
+        return t.last_ts if t else -math.inf
+
+    def raw_floor(self) -> float:
+        """Oldest time still held at full resolution."""
+        return self.now - self.config.raw_retention
+
+    @_locked
+    def record_at(self, target: int, t: float, after: float | None = None) -> Record | None:
+        """The last record of ``target`` at or before ``t`` (and after ``after``)."""
+        tier = TIER_RAW if t > self.raw_floor() else TIER_HISTORY
+        row = self.db.execute(
+            "SELECT ts, schema, vals, cold FROM records WHERE tier=? AND target=? AND ts<=? "
+            "ORDER BY ts DESC LIMIT 1", (tier, target, t)).fetchone()
+        if row is None or (after is not None and row[0] <= after):
+            return None
+        return self._decode(tier, target, row)
+
+    @_locked
+    def first_record(self, target: int, a: float, b: float) -> Record | None:
+        """The first record of ``target`` in (a, b]."""
+        tier = TIER_RAW if a > self.raw_floor() else TIER_HISTORY
+        row = self.db.execute(
+            "SELECT ts, schema, vals, cold FROM records WHERE tier=? AND target=? AND ts>? "
+            "AND ts<=? ORDER BY ts LIMIT 1", (tier, target, a, b)).fetchone()
+        return None if row is None else self._decode(tier, target, row)
+
+    def tier_for(self, t: float) -> int:
+        """The tier holding values at ``t``: raw while kept, then the history."""
+        return TIER_RAW if t > self.raw_floor() else TIER_HISTORY
+
+    @_locked
+    def timeline(self, target: int, tier: int, a: float, b: float) -> list[float]:
+        """Times of ``target``'s records in [last one <= a, b], oldest first."""
+        first = self.db.execute("SELECT max(ts) FROM records WHERE tier=? AND target=? "
+                                "AND ts<=?", (tier, target, a)).fetchone()[0]
+        return [r[0] for r in self.db.execute(
+            "SELECT ts FROM records WHERE tier=? AND target=? AND ts>=? AND ts<=? ORDER BY ts",
+            (tier, target, a if first is None else first, b))]
+
+    @_locked
+    def around(self, target: int, tier: int, a: float, b: float) -> list[float]:
+        """The record times a window (a, b] needs: the last <= a, the first > a and the
+        last <= b (three index lookups; sorted, without duplicates)."""
+        q = "SELECT {}(ts) FROM records WHERE tier=? AND target=? AND ts{}?"
+        got = {self.db.execute(q.format("max", "<="), (tier, target, a)).fetchone()[0],
+               self.db.execute(q.format("min", ">"), (tier, target, a)).fetchone()[0],
+               self.db.execute(q.format("max", "<="), (tier, target, b)).fetchone()[0]}
+        got.discard(None)
+        return sorted(t for t in got if t <= b)
+
+    @_locked
+    def records(self, target: int, tier: int, times: Iterable[float]) -> dict[float, Record]:
+        """The records of ``target`` stamped at exactly ``times`` (one query per 500)."""
+        out: dict[float, Record] = {}
+        missing = []
+        for ts in times:
+            rec = self._records.get((tier, target, ts))
+            if rec is None:
+                missing.append(ts)
+            else:
+                out[ts] = rec
+        for i in range(0, len(missing), 500):
+            chunk = missing[i:i + 500]
+            for row in self.db.execute(
+                    "SELECT ts, schema, vals, cold FROM records WHERE tier=? AND target=? AND "
+                    f"ts IN ({','.join('?' * len(chunk))})", (tier, target, *chunk)):
+                out[row[0]] = self._decode(tier, target, row)
+        return out
+
+    def _decode(self, tier: int, target: int, row: tuple[float, int, bytes, bytes | None]
+                ) -> Record:
+        key = (tier, target, row[0])
+        rec = self._records.get(key)
+        if rec is None:
+            _, pos, n_hot = self._schema(row[1])
+            rec = Record(row[0], pos, n_hot, _unpack(row[2]), row[3])
+            self._records[key] = rec
+            if len(self._records) > self.config.cache_records:
+                self._records.popitem(last=False)
+        else:
+            self._records.move_to_end(key)
+        return rec
+
+    @_locked
+    def sketch_sum(self, groups: Mapping[int, Hashable], a: float, b: float
+                   ) -> dict[Hashable, LatencySketch]:
+        """Merged latency deltas in (a, b] of the sketch series in ``groups`` (id -> group)."""
+        sums: dict[Hashable, DenseSum] = {}
+        targets = dict.fromkeys(self.series[sid].target for sid in groups)
+        for target in targets:
+            for tier, lo, hi in self._pieces(target, a, b):
+                for sid, data in self.db.execute(
+                        "SELECT series, data FROM sketches WHERE tier=? AND target=? "
+                        "AND ts>? AND ts<=?", (tier, target, lo, hi)):
+                    g = groups.get(sid)
+                    if g is None:
+                        continue
+                    s = sums.get(g)
+                    if s is None:
+                        s = sums[g] = DenseSum()
+                    s.add(data)
+        return {g: s.sketch() for g, s in sums.items()}
+
+    def _pieces(self, target: int, a: float, b: float) -> list[tuple[int, float, float]]:
+        t = self._targets_by_id.get(target)
+        rolled = t.rolled if t else [-math.inf] * len(ROLLUPS)
+        return pieces(a, b, rolled, self.raw_floor(), self.config.history_step)
+
+    # -- housekeeping -----------------------------------------------------
+
+    def size_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                total += os.path.getsize(self.path + suffix)
+            except OSError:
+                pass
+        return total
+
+    @_locked
+    def close(self) -> None:
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.db.close()
+
+
+def own_labels(info: SeriesInfo, t: _Target) -> dict[str, str]:
+    """The labels the proxy exposed for ``info`` (without the workload labels)."""
+    own = {k: v for k, v in info.labels.items() if k not in t.labels}
+    for k, v in info.labels.items():
+        if k.startswith("exported_") and k[len("exported_"):] in t.labels:
+            del own[k]
+            own[k[len("exported_"):]] = v
+    return own
+
+
+def _intern(labels: dict[str, str]) -> dict[str, str]:
+    return {sys.intern(k): sys.intern(v) for k, v in labels.items()}

@@ -1,0 +1,166 @@
+"""The embedded store: persistence, counter resets, rollups, retention."""
+
+import math
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shoal.proxy.latency import LatencySketch
+from shoal.viz.embedded import EmbeddedBackend
+from shoal.viz.exposition import parse
+from shoal.viz.sketchrows import add_encoded
+from shoal.viz.sketchrows import encode as encode_sketch
+from shoal.viz.store import TIER_RAW, Store, StoreConfig
+from shoal.viz.synthetic import Mesh, SyntheticProxy, workload
+
+T0 = 1_700_000_000.0
+POD = workload("ns", "web")
+
+
+def counter(value, start=1.0, extra=""):
+    return parse(f"# TYPE request counter\nrequest_total{{direction=\"inbound\"{extra}}} {value}\n"
+                 f"# TYPE process_start_time_seconds gauge\n"
+                 f"process_start_time_seconds {start}\n")
+
+
+def backend(store, now):
+    return EmbeddedBackend(store, 10.0, clock=lambda: now)
+
+
+def test_series_carry_the_workload_labels_and_survive_a_reopen(tmp_path):
+    s = Store(tmp_path)
+    for i, v in enumerate([10, 20, 35]):
+        s.ingest(POD, T0 + 10 * i, counter(v))
+    s.close()
+    s = Store(tmp_path)
+    [series] = s.select("request_total", [])
+    assert series.labels == dict(POD, direction="inbound")
+    assert backend(s, T0 + 20).increase("request_total", window="30s") == {(): 25.0}
+    # counting carries on across the reopen, resets included
+    s.ingest(POD, T0 + 30, counter(3))
+    assert backend(s, T0 + 30).increase("request_total", window="30s") == {(): 3 + 15 + 10}
+
+
+def test_a_counter_that_goes_down_restarted_at_zero(tmp_path):
+    s = Store(tmp_path)
+    for i, v in enumerate([100, 150, 20, 50]):
+        s.ingest(POD, T0 + 10 * i, counter(v))
+    b = backend(s, T0 + 30)
+    assert b.increase("request_total", window="30s") == {(): 50 + 20 + 30}
+    assert b.rate("request_total", window="30s") == {(): 100 / 30}
+
+
+def test_a_new_process_start_time_is_a_reset_even_when_counts_grew(tmp_path):
+    s = Store(tmp_path)
+    s.ingest(POD, T0, counter(10, start=1.0))
+    s.ingest(POD, T0 + 10, counter(15, start=2.0))  # restarted and already counted 15
+    assert backend(s, T0 + 10).increase("request_total", window="10s") == {(): 15.0}
+
+
+def test_window_edges_count_what_happened_between_the_scrapes(tmp_path):
+    s = Store(tmp_path)
+    for i in range(7):
+        s.ingest(POD, T0 + 10 * i, counter(10 * i))
+    b = EmbeddedBackend(s, 10.0, clock=lambda: T0 + 60)
+    assert b.increase("request_total", window="1m") == {(): 60.0}
+    assert b.increase("request_total", window="25s") == {(): 30.0}  # (35, 60]: 30 -> 60
+    assert b.increase("request_total", window="10s", at=T0 + 5) == {(): 0.0}  # one sample
+    assert b.rate("request_total", window="10s", at=T0 + 5) == {}
+    # a proxy first scraped inside the window counts from its first scrape
+    assert b.increase("request_total", window="1m", at=T0 + 40) == {(): 40.0}
+
+
+def test_new_series_count_from_zero_but_the_first_scrape_is_a_baseline(tmp_path):
+    s = Store(tmp_path)
+    s.ingest(POD, T0, counter(1000))
+    s.ingest(POD, T0 + 10, counter(1000) + counter(7, extra=',x="new"')[:1])
+    inc = backend(s, T0 + 10).increase("request_total", window="20s", by=("x",))
+    assert inc == {("",): 0.0, ("new",): 7.0}
+
+
+def sketch(values):
+    return LatencySketch.of(values).to_json()
+
+
+def test_sketch_deltas_and_rollups_sum_to_the_traffic_of_the_window(tmp_path):
+    cfg = StoreConfig(raw_retention=4 * 3600, history_retention=8 * 3600, history_step=600)
+    s = Store(tmp_path, cfg)
+    rnd = random.Random(3)
+    cumulative: list[float] = []
+    per_scrape: list[list[float]] = []
+    n = 900  # 2.5 h: minutes, history steps and hours close along the way
+    for i in range(n):
+        new = [rnd.uniform(1, 500) for _ in range(rnd.randint(0, 3))]
+        per_scrape.append(new)
+        cumulative += new
+        s.ingest(POD, T0 + 10 * i, counter(len(cumulative)),
+                 [({"direction": "inbound", "status_code": "200"}, sketch(cumulative))])
+    [info] = s.select("response_latency_ms_sketch", [])
+    for a, b in [(5, 8985), (0, 8990), (600, 1200), (55, 605), (1000, 1990), (120, 130),
+                 (3595, 7205), (3600, 7200), (1, 8000)]:
+        got = s.sketch_sum({info.id: "g"}, T0 + a, T0 + b).get("g", LatencySketch())
+        # deltas of scrapes in (a, b]; scrape 0 is the baseline
+        want = LatencySketch.of(v for i in range(1, n) if a < 10 * i <= b
+                                for v in per_scrape[i])
+        assert (got.count, got.zero, got.bins) == (want.count, want.zero, want.bins), (a, b)
+    pieces = s._pieces(info.target, T0 + 5, T0 + 8985)
+    assert len(pieces) <= 12 and {p[0] for p in pieces} == {0, 1, 2, 3}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 4), min_size=2, max_size=60), st.integers(0, 600),
+       st.integers(1, 600))
+def test_any_window_sums_exactly_the_raw_deltas(tmp_path_factory, counts, a, length):
+    s = Store(tmp_path_factory.mktemp("s"), StoreConfig(raw_retention=3600,
+                                                        history_retention=3600,
+                                                        history_step=120))
+    values: list[float] = []
+    per: list[list[float]] = []
+    for i, n in enumerate(counts):
+        new = [float(1 + (i * 7 + j) % 300) for j in range(n)]
+        per.append(new)
+        values += new
+        s.ingest(POD, T0 + 10 * i, [], [({"le": "x"}, sketch(values))])
+    sid = s.select("response_latency_ms_sketch", [])[0].id
+    got = s.sketch_sum({sid: 0}, T0 + a, T0 + a + length).get(0, LatencySketch())
+    want = LatencySketch.of(v for i in range(1, len(counts)) if a < 10 * i <= a + length
+                            for v in per[i])
+    assert (got.count, got.bins) == (want.count, want.bins)
+
+
+def test_retention_drops_raw_data_keeps_history_and_bounds_the_file(tmp_path):
+    cfg = StoreConfig(raw_retention=1800, history_retention=3 * 3600, history_step=600,
+                      compact_every=60)
+    s = Store(tmp_path, cfg)
+    mesh = Mesh(s, [SyntheticProxy(POD, [workload("ns", "emoji")])], start=T0, interval=60)
+    mesh.run(scrapes=120, requests_per_series=2)  # two hours at 1 min
+    oldest_raw = s.db.execute("SELECT min(ts) FROM records WHERE tier=?", (TIER_RAW,)).fetchone()
+    assert oldest_raw[0] > mesh.now - 1800 - 120
+    history = s.db.execute("SELECT count(*), min(ts) FROM records WHERE tier=2").fetchone()
+    assert history[0] >= 10 and history[1] < mesh.now - 3600
+    b = EmbeddedBackend(s, 10.0, clock=lambda: mesh.now)
+    # an hour ago is only in the history: 10-minute resolution, same counts
+    old = b.increase("response_total", {"direction": "inbound"}, "30m", at=mesh.now - 3600)
+    recent = b.increase("response_total", {"direction": "inbound"}, "30m")
+    assert math.isclose(sum(old.values()), sum(recent.values()), rel_tol=0.25)
+    # a window that starts in the history and ends in raw data reads each edge from
+    # the finest tier holding it: the last scrape counts
+    hour = b.increase("response_total", {"direction": "inbound"}, "1h")
+    assert math.isclose(sum(hour.values()), 2 * sum(recent.values()), rel_tol=0.25)
+    assert b.rate("response_total", {"direction": "inbound"}, "1h")
+    lat = b.latency_quantiles([0.5], {"direction": "inbound"}, "30m", at=mesh.now - 3600)
+    assert lat and all(v[0] for v in lat.values())
+    size_2h = s.size_bytes()
+    mesh.run(scrapes=120, requests_per_series=2)  # two more hours
+    s.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert s.size_bytes() < 2 * size_2h
+
+
+@given(st.integers(0, 10**6), st.dictionaries(st.integers(-2000, 2000), st.integers(0, 2**31),
+                                            max_size=50))
+def test_stored_sketch_rows_decode_to_what_was_encoded(zero, bins):
+    s = LatencySketch()
+    add_encoded(s, encode_sketch(zero, {str(i): n for i, n in bins.items()}))
+    want = {i: n for i, n in bins.items() if n}
+    assert (s.zero, s.bins, s.count) == (zero, want, zero + sum(want.values()))
