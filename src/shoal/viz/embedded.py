@@ -28,7 +28,7 @@ from collections.abc import Callable, Hashable, Sequence
 
 from ..proxy.latency import LatencySketch
 from .queries import Key, MatcherSpec, Vector, bucket_quantile
-from .series import group_key, matchers
+from .series import Matcher, group_key, matchers
 from .store import SKETCH_METRIC, Record, SeriesInfo, Store
 from .window import Window, window
 
@@ -176,9 +176,14 @@ class EmbeddedBackend:
                  by: Sequence[str] = (), at: float | None = None) -> dict[Key, LatencySketch]:
         """The merged latency sketches of the window, per group."""
         w = self.window(window, at)
+        ms = matchers(match)
+        if not any(m.label == "dst" for m in ms):
+            # proxies also publish per-route sketches (labelled dst/rt_route): a
+            # workload's latency must not count those requests a second time
+            ms.append(Matcher("dst", ""))
         groups: dict[int, Hashable] = {
             s.id: group_key(s.labels, by)
-            for s in self.store.select(SKETCH_METRIC, matchers(match))}
+            for s in self.store.select(SKETCH_METRIC, ms)}
         return self.store.sketch_sum(groups, w.start, w.end)  # type: ignore[return-value]
 
     def sketch_quantile(self, q: float, match: MatcherSpec = None, window: str | float = "1m",
