@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import resource
@@ -192,6 +193,11 @@ class ProxyServer:
                                              if not k.startswith("upstream ")},
                            "upstreams": {k[9:]: v for k, v in addresses.items()
                                          if k.startswith("upstream ")}})
+        # Everything loaded so far lives as long as the process: move it out of the
+        # collector's sight, so a full collection later scans only what traffic made
+        # (~26 000 objects, a 4-9 ms pause, otherwise every few seconds under load).
+        gc.collect()
+        gc.freeze()
         stream = out or sys.stdout
         stream.write(line + "\n")
         stream.flush()
