@@ -38,6 +38,8 @@ def _opt(name: str, help: str, **kw):  # type: ignore[no-untyped-def]
 @_opt("--max-connections", "Most client connections at once; more are refused.")
 @_opt("--shutdown-grace", "Seconds in-flight requests get to finish on SIGTERM.")
 @_opt("--tap-redact", "More header names to redact in tap (comma-separated).")
+@_opt("--tap-record-bytes", "Keep recent tap events in a ring of this many bytes "
+      "(for `shoal tap --since`); 0 (default) is off.")
 @_opt("--control-plane", "Control plane API URL (discovery, identity).")
 @_opt("--bootstrap-token", "One-time token for this proxy's first certificate.")
 @_opt("--profile", "Service profile file (YAML/JSON) for static destinations (repeatable).",

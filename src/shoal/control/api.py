@@ -27,6 +27,7 @@ from .guard import BodyLimit
 from .models import CertifyIn, DeploymentIn, Kind, PodReport, RotateIn, ScaleIn, TokenIn
 from .plane import ControlPlane
 from .registry import DeploymentSpec
+from .tap_api import create_router as tap_router
 
 _bearer = HTTPBearer(auto_error=False, description="the operator token, or a proxy's token")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -49,6 +50,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
     _errors(app)
 
     Operator = Depends(operator)
+    app.include_router(tap_router(plane, operator))
 
     @app.get("/api/v1/health", dependencies=[Operator])
     async def health() -> dict[str, Any]:

@@ -3,13 +3,16 @@
 Admin: ``GET /metrics`` (Prometheus text), ``GET /latency`` (bounded-error sketches,
 JSON), ``GET /ready``, ``GET /live``, ``POST /shutdown`` (loopback only).
 Tap: ``POST /tap`` with a JSON body ``{"filter": {...}, "max_rps": 100,
-"headers": true, "reveal": false}`` streams one JSON event per line until the
-client goes away; a ``{"type": "stats", "dropped": N}`` line every second.
+"headers": true, "reveal": false, "failures": false, "since": 0}`` streams one JSON
+event per line until the client goes away: first ``{"type": "started",
+"recorder_bytes": N}``, then events (``since`` seconds replayed from the flight
+recorder first), and a ``{"type": "stats", "dropped": N}`` line every second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -74,7 +77,7 @@ class HttpServer:
                 req = await self._read_request(conn, reader, peer[0])
                 if req is None:
                     break
-                keep = await self._respond(conn, writer, req)
+                keep = await self._respond(conn, reader, writer, req)
                 if not keep or conn.our_state is not h11.DONE:
                     break
                 conn.start_next_cycle()
@@ -111,8 +114,8 @@ class HttpServer:
                 path, _, query = target.partition("?")
                 return Request(method, path, query, bytes(body), peer, is_loopback(peer))
 
-    async def _respond(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                       req: Request) -> bool:
+    async def _respond(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter, req: Request) -> bool:
         handler = self.routes.get((req.method, req.path))
         if handler is None:
             allowed = [m for (m, p) in self.routes if p == req.path]
@@ -135,14 +138,20 @@ class HttpServer:
         headers.append(("transfer-encoding", "chunked"))
         writer.write(conn.send(h11.Response(status_code=reply.status, headers=headers)))
         await writer.drain()
+        # A stream ends as soon as its client goes away, not at the next failed write:
+        # a tap released late would keep costing the data path.
+        gone = asyncio.ensure_future(reader.read(1))
         try:
-            async for chunk in reply.stream:
+            async for chunk in _until(reply.stream, gone):
                 writer.write(conn.send(h11.Data(data=chunk)))
                 await writer.drain()
         finally:
+            gone.cancel()
             aclose = getattr(reply.stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+        if gone.done() and not gone.cancelled():
+            return False
         writer.write(conn.send(h11.EndOfMessage()))
         await writer.drain()
         return False
@@ -165,6 +174,24 @@ class HttpServer:
     def close_clients(self) -> None:
         for task in list(self.clients):
             task.cancel()
+
+
+async def _until(stream: AsyncIterator[bytes],
+                 gone: asyncio.Future[bytes]) -> AsyncIterator[bytes]:
+    """The chunks of ``stream`` until ``gone`` completes (the client closed or sent more)."""
+    it = stream.__aiter__()
+    while True:
+        nxt = asyncio.ensure_future(it.__anext__())
+        await asyncio.wait((nxt, gone), return_when=asyncio.FIRST_COMPLETED)
+        if not nxt.done():
+            nxt.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await nxt
+            return
+        try:
+            yield nxt.result()
+        except StopAsyncIteration:
+            return
 
 
 def admin_routes(rt: Runtime, shutdown: Callable[[], None]) -> dict[tuple[str, str], Handler]:
@@ -200,29 +227,38 @@ def tap_routes(rt: Runtime) -> dict[tuple[str, str], Handler]:
             spec = json.loads(req.body or b"{}")
             if not isinstance(spec, dict):
                 raise ValueError("tap request must be a JSON object")
-            unknown = set(spec) - {"filter", "max_rps", "headers", "reveal"}
+            unknown = set(spec) - TAP_FIELDS
             if unknown:
                 raise ValueError(f"unknown tap request field: {sorted(unknown)[0]}")
             flt = TapFilter.parse(spec.get("filter") or {})
             max_rps = float(spec.get("max_rps", 100))
             if not 0 <= max_rps <= 100_000:
                 raise ValueError("max_rps must be between 0 and 100000")
+            since = float(spec.get("since", 0))
+            if not 0 <= since <= 86_400:
+                raise ValueError("since must be between 0 and 86400 seconds")
         except (ValueError, TypeError, TapFilterError) as e:
             return Reply(400, f"invalid tap request: {e}\n".encode())
         if len(rt.tap.subs) >= rt.config.tap_max_subscribers:
             return Reply(503, b"too many tap subscribers\n")
         sub = rt.tap.subscribe(flt, max_rps=max_rps, headers=bool(spec.get("headers", True)),
-                               reveal=bool(spec.get("reveal", False)))
+                               reveal=bool(spec.get("reveal", False)),
+                               failures=bool(spec.get("failures", False)), since=since)
+        recorder = rt.tap.recorder
+        started = {"type": "started",
+                   "recorder_bytes": recorder.max_bytes if recorder is not None else 0}
 
         async def events() -> AsyncIterator[bytes]:
             try:
-                yield b'{"type": "started"}\n'
+                yield json.dumps(started).encode() + b"\n"
                 while not rt.stopping.is_set():
-                    try:
-                        await asyncio.wait_for(sub.wake.wait(), 1.0)
-                    except TimeoutError:
-                        yield json.dumps({"type": "stats", "dropped": sub.dropped}).encode() + b"\n"
-                        continue
+                    if not sub.events:
+                        try:
+                            await asyncio.wait_for(sub.wake.wait(), 1.0)
+                        except TimeoutError:
+                            yield json.dumps({"type": "stats",
+                                              "dropped": sub.dropped}).encode() + b"\n"
+                            continue
                     batch = sub.drain()
                     if batch:
                         yield b"".join(json.dumps(e).encode() + b"\n" for e in batch)
@@ -232,3 +268,7 @@ def tap_routes(rt: Runtime) -> dict[tuple[str, str], Handler]:
         return Reply(200, content_type="application/x-ndjson", stream=events())
 
     return {("POST", "/tap"): tap}
+
+
+#: fields of a ``POST /tap`` body
+TAP_FIELDS = frozenset({"filter", "max_rps", "headers", "reveal", "failures", "since"})

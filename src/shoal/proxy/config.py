@@ -107,6 +107,7 @@ class ProxyConfig:
     shutdown_grace: float = 10.0         # s; in-flight requests finish within this
     tap_redact: tuple[str, ...] = ()     # more header names to redact in tap
     tap_max_subscribers: int = 64
+    tap_record_bytes: int = 0            # flight recorder of recent tap events; 0: off
     control_plane: str = ""              # http://host:port of the control plane API
     bootstrap_token: str = ""            # one-time token for the first certificate
     mtls: str = "permissive"             # "strict": refuse plaintext inbound connections
@@ -141,7 +142,7 @@ class ProxyConfig:
                 except ValueError:
                     raise ConfigError(f"--{key.replace('_', '-')} must be seconds") from None
         for key in ("max_header_bytes", "max_connections", "pool_max_idle",
-                    "tap_max_subscribers"):
+                    "tap_max_subscribers", "tap_record_bytes"):
             v = get(key)
             if v is not None:
                 try:
