@@ -127,7 +127,7 @@ class Exchange:
         "held_bytes", "up", "start", "tap", "status", "resp_started", "resp_chunked",
         "resp_bytes", "upgrade", "is_head", "keep_alive", "local", "authority", "path",
         "resp_headers_at", "close_delimited", "retryable", "http10", "pending", "target",
-        "inflight", "route", "rstats", "table", "replay", "replay_bytes", "attempts", "timer",
+        "inflight", "tap_headers", "route", "rstats", "table", "replay", "replay_bytes", "attempts", "timer",
         "failure",
     )
 
@@ -161,6 +161,7 @@ class Exchange:
         self.http10 = False
         self.pending: tuple[int, str, str] | None = None  # a local answer awaiting its turn
         self.target: Target | None = None  # set while discovery has not answered
+        self.tap_headers: list[tuple[bytes, bytes]] | None = None
         self.inflight = False
         # service profile: the matched route, its counters, timeout and retries
         self.route: Route | None = None
@@ -423,8 +424,10 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         if parser.get_http_version() == "1.0":
             ex.http10 = True
             ex.keep_alive = False
-        if self.rt.tap.active:
-            self.tap_request(ex)
+        if self.rt.tap.active and not waiting:
+            self.tap_request(ex, self.headers)
+        elif waiting:
+            ex.tap_headers = self.headers  # tapped once discovery names the endpoint
         if via and self.via in via:
             self.answer(ex, 508, "loop_detected", "request loop detected")
             return
@@ -565,6 +568,8 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
             return
         ex.ep, ex.stats = ep, ep.stats
         ep.stats.requests += 1
+        if self.rt.tap.active and ex.tap_headers is not None:
+            self.tap_request(ex, ex.tap_headers)
         if target.routes is not None:
             self.bind_route(ex, target.routes)
         self.dispatch(ex)
@@ -700,16 +705,23 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         self.stats_of(ex).response_ended(status, cls, None, error)
         _route_ended(ex, status, cls, error)
 
-    def tap_request(self, ex: Exchange) -> None:
-        scheme = "http"
+    def tap_request(self, ex: Exchange, headers: list[tuple[bytes, bytes]]) -> None:
+        """Publish the request to tappers (only called while someone taps)."""
         ep = ex.ep
+        if self.inbound:
+            tls = self.side.tls_value
+            src_labels = identity_labels(self.side.tls.get("client_id", ""))
+        else:  # the hop tap describes is ours to the destination, mTLS when meshed
+            tls = "true" if ep is not None and ep.identity and self.rt.credentials() else \
+                "no_identity"
+            src_labels = None
         ex.tap = self.rt.tap.request(
             conn_id=self.conn_id, stream=self.requests - 1, direction=self.side.direction,
-            src=self.peer, dst=ep.target_addr if ep else "", tls=self.side.tls_value,
-            method=ex.method.decode("latin-1"), scheme=scheme,
+            src=self.peer, dst=ep.target_addr if ep else "", tls=tls,
+            method=ex.method.decode("latin-1"), scheme="http",
             authority=ex.authority.decode("latin-1"), path=ex.path.decode("latin-1"),
-            headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.headers],
-            dst_labels=ep.labels if ep else None)
+            headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers],
+            src_labels=src_labels, dst_labels=ep.labels if ep else None)
 
     # -- upgrades: WebSocket and CONNECT -------------------------------------
 
@@ -1124,3 +1136,11 @@ def _route_ended(ex: Exchange, status: int, cls: str, error: str) -> None:
     rstats.response_ended(status, cls, None, error)
     if error != "timeout":
         rstats.attempt_ended(status, cls)
+
+
+def identity_labels(identity: str) -> dict[str, str] | None:
+    """``sa.ns.serviceaccount.identity...`` -> the caller's serviceaccount and namespace."""
+    parts = identity.split(".")
+    if len(parts) > 3 and parts[2] == "serviceaccount":
+        return {"serviceaccount": parts[0], "namespace": parts[1]}
+    return None
