@@ -72,11 +72,26 @@ def mesh(tmp_path):
             shoal(home, "run", "-n", "todo", "--name", name, "--port", port, "--",
                   sys.executable, str(tmp_path / "todo.py"))
         pods = {p["deployment"]: p for p in get_json(home, "pods", "-n", "todo")}
+        # Counters a proxy had before its first scrape are its baseline (as with
+        # Prometheus): wait until both proxies were scraped before making traffic.
+        wait_for(lambda: _scraped(home) >= 2, timeout=30, what="first scrape of both pods")
         yield home, tmp_path, pods
     finally:
         shoal(home, "down", check=False)
         for pid in processes_mentioning(str(home)):
             os.kill(pid, signal.SIGKILL)
+
+
+def _scraped(home) -> int:
+    """How many proxies the control plane has scraped successfully so far."""
+    try:
+        control = json.loads((home / "control.json").read_text())
+        token = (home / "token").read_text().strip()
+        r = httpx.get(f"{control['url']}/api/v1/metrics/targets", timeout=5, trust_env=False,
+                      headers={"authorization": f"Bearer {token}"})
+        return sum(1 for t in r.json()["targets"] if t.get("last_ok"))
+    except (OSError, ValueError, KeyError, httpx.HTTPError):
+        return 0
 
 
 def call(pods, path, method="GET", n=1, timeout=10.0):
