@@ -49,10 +49,13 @@ def _duration_us(value: str, unit: str) -> float:
     return float(value) * _UNITS[unit]
 
 
-def wrk(port: int, seconds: float, connections: int, cpu: int) -> WrkResult:
-    """Saturate 127.0.0.1:port with one wrk thread pinned to ``cpu``."""
+def wrk(port: int, seconds: float, connections: int, cpu: int,
+        host: str | None = None) -> WrkResult:
+    """Saturate 127.0.0.1:port with one wrk thread pinned to ``cpu``; ``host`` sets the
+    Host header (an outbound listener routes by it)."""
     argv = [*pinned(cpu), "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s",
-            "--latency", "--timeout", "5s", f"http://127.0.0.1:{port}/"]
+            "--latency", "--timeout", "5s", *(["-H", f"Host: {host}"] if host else []),
+            f"http://127.0.0.1:{port}/"]
     code, out, err = run_boosted(argv, timeout=seconds + 30)
     if code != 0:
         raise BenchError(f"wrk failed ({code}): {err.strip()}")
@@ -60,12 +63,13 @@ def wrk(port: int, seconds: float, connections: int, cpu: int) -> WrkResult:
 
 
 def open_loop(port: int, rate: float, seconds: float, warmup: float, connections: int,
-              cpu: int) -> dict:
+              cpu: int, host: str | None = None) -> dict:
     """Run bench.openloop in its own pinned process; return its JSON summary."""
     root = Path(__file__).resolve().parent.parent
     argv = [*pinned(cpu), sys.executable, "-m", "bench.openloop",
             "--port", str(port), "--rate", f"{rate:g}", "--duration", f"{seconds:g}",
-            "--warmup", f"{warmup:g}", "--connections", str(connections)]
+            "--warmup", f"{warmup:g}", "--connections", str(connections),
+            *(["--host", host] if host else [])]
     code, out, err = run_boosted(argv, timeout=seconds + warmup + 60, cwd=root)
     if code != 0:
         raise BenchError(f"open-loop client failed ({code}): {err.strip()[-800:]}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bench.controlplane import ControlResult
 from bench.load import WrkResult
 from bench.procs import Usage
 from bench.profile import Profile
@@ -59,6 +60,8 @@ class Run:
     profile_error: str | None = None
     profile_target: str = ""
     selected: list[str] = field(default_factory=list)
+    #: Time to ready, memory with 50 pods, propagation (None: not selected).
+    control: ControlResult | None = None
 
     def get(self, name: str) -> SetupResult | None:
         for r in self.results:

@@ -31,7 +31,13 @@ import httptools
 
 from bench.stats import summarise
 
-REQUEST = b"GET / HTTP/1.1\r\nHost: backend.bench\r\nUser-Agent: shoal-bench\r\n\r\n"
+HOST = "backend.bench"
+
+
+def request(host: str = HOST) -> bytes:
+    """The one request every connection sends; ``host`` picks the service behind an
+    outbound listener, which routes origin-form requests by Host."""
+    return f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: shoal-bench\r\n\r\n".encode()
 
 
 class Conn:
@@ -77,8 +83,9 @@ def _lower_timer_slack() -> None:
 
 
 def run(port: int, rate: float, duration: float, warmup: float, connections: int,
-        drain: float = 2.0) -> dict:
+        drain: float = 2.0, host: str = HOST) -> dict:
     _lower_timer_slack()
+    req = request(host)
     interval = connections / rate
     t0 = time.perf_counter() + 0.05
     conns = [Conn(port, t0 + i / rate, interval) for i in range(connections)]
@@ -105,7 +112,7 @@ def run(port: int, rate: float, duration: float, warmup: float, connections: int
                 c.next_send += c.interval
                 c.done = False
                 try:
-                    c.sock.send(REQUEST)
+                    c.sock.send(req)
                 except OSError:
                     errors += 1
                     reconnects += 1
@@ -192,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=15.0, help="measured seconds")
     ap.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
     ap.add_argument("--connections", type=int, default=10)
+    ap.add_argument("--host", default=HOST, help="Host header of every request")
     args = ap.parse_args(argv)
-    result = run(args.port, args.rate, args.duration, args.warmup, args.connections)
+    result = run(args.port, args.rate, args.duration, args.warmup, args.connections,
+                 host=args.host)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
+
+from bench.controlplane import PODS
 from bench.model import Run
 from bench.targets import (
     CLIENT_LAG_WARN_US,
@@ -19,7 +22,7 @@ from bench.targets import (
     ratio,
     tput,
 )
-from bench.units import mb, num, pct, rps, us
+from bench.units import mb, num, pct, rps, seconds, us
 
 NOTES_BEGIN = "<!-- notes:begin (kept by make bench; edit freely) -->"
 NOTES_END = "<!-- notes:end -->"
@@ -81,6 +84,40 @@ def checks_table(run: Run) -> str:
                   [[c.what, c.measured, c.target,
                     f"**{c.result}**" if c.result.startswith(("PASS", "FAIL")) else c.result]
                    for c in checks(run)])
+
+
+def control_table(run: Run) -> str:
+    c = run.control
+    assert c is not None
+
+    def each(xs: list[float]) -> str:
+        return ", ".join(seconds(x) for x in xs)
+
+    def median(xs: list[float]) -> str:
+        return f"median {seconds(statistics.median(xs))}" if xs else "—"
+
+    return _table(["measurement", "value", "detail"], [
+        ["`shoal run` → ready (one pod: proxy, certificate, app)", median(c.ready_s),
+         f"each run: {each(c.ready_s)}"],
+        ["control-plane RSS before the 50 pods", mb(c.rss_before_kib),
+         f"{c.pods - PODS} running pods registered"],
+        ["control-plane RSS with 50 more pods registered", mb(c.rss_pods_kib),
+         f"{c.pods} pods in the registry"],
+        [f"… and {c.watchers} destination watchers", mb(c.rss_watched_kib), ""],
+        ["endpoint change → first watcher", median(c.first_s), f"each change: {each(c.first_s)}"],
+        [f"endpoint change → all {c.watchers} watchers", median(c.all_s),
+         f"each change: {each(c.all_s)}"],
+    ])
+
+
+def control_section(run: Run) -> str:
+    c = run.control
+    if c is None:
+        return ""
+    head = "## Control plane\n\n"
+    if c.error:
+        return head + f"Failed:\n\n```\n{c.error.strip()}\n```\n"
+    return head + control_table(run) + "\n"
 
 
 def errors_section(run: Run) -> str:
@@ -170,7 +207,36 @@ How:
 - Closed-loop throughput through a fast proxy can be limited by CPU {m.load_cpu} (wrk and
   the backend) rather than by the proxy: *proxy CPU busy* well under 100% says so,
   and then the proxy could do more than the req/s shown.
+{_mesh_method(run)}"""
+
+
+def _mesh_method(run: Run) -> str:
+    """Method bullets for the meshed hop with mTLS and the control plane, when run."""
+    m, c = run.method, run.control
+    out = ""
+    if run.get("shoal-mesh-tls"):
+        out += f"""- **`shoal-mesh-tls`**: a control plane (`shoal up`) in a temp `$SHOAL_HOME` and two
+  pods started with `shoal run`: B's app is an nginx configured like the backend,
+  A's an idle `http.server`. The load goes to A's outbound listener with
+  `Host: backend.bench:80`, so each request crosses A's outbound, a pooled mTLS
+  connection (A's metrics must show `tls="true"`) and B's inbound. Both proxies are
+  moved to CPU {m.proxy_cpu} once ready; the control plane, supervisors and apps stay
+  on CPU {m.load_cpu} and count as the load side. *Added* latency is against the
+  direct path, like the others.
 """
+    if c is not None:
+        out += f"""- **Control plane** (the same one, after the setups): `shoal run` of a one-pod
+  deployment (an `http.server` app) timed until it returns, i.e. until the pod's
+  proxy holds a certificate and its app listens; {len(c.ready_s)} runs, unpinned. Then
+  50 pods of one deployment are registered through the API supervisors use
+  (`PUT /api/v1/namespaces/{{ns}}/pods/{{name}}`, plus a bootstrap token each; no
+  process runs for them) and the control plane's VmRSS is read. Then 50 plain HTTP
+  clients, standing in for proxies, watch that service (`GET
+  /api/v1/destination/watch`, NDJSON), and one pod is reported not ready, then ready
+  again, {len(c.all_s)} changes: the time from sending the report until every watcher
+  has received a snapshot with the new endpoint set.
+"""
+    return out
 
 
 def machine_section(run: Run) -> str:
@@ -199,6 +265,7 @@ def render(run: Run, notes: str) -> str:
         "## Maximum throughput (wrk, keep-alive)\n\n" + throughput_table(run) + "\n",
         f"## Latency at a fixed {run.method.rate:g} requests/s (open loop)\n\n"
         + latency_table(run) + "\n",
+        control_section(run),
         profile_section(run),
         errors_section(run),
         machine_section(run),
@@ -213,6 +280,10 @@ def summary(run: Run) -> str:
     parts = ["Targets", checks_table(run), *([disturbance(run)] if disturbance(run) else []),
              "", "Maximum throughput", throughput_table(run), "",
              f"Latency at {run.method.rate:g} rps", latency_table(run)]
+    if run.control is not None and not run.control.error:
+        parts += ["", "Control plane", control_table(run)]
+    elif run.control is not None:
+        parts += ["", f"control-plane failed: {run.control.error}"]
     if run.profile:
         parts += ["", "Profile (top self time)"] + [
             f"  {e.self_pct:5.1f}%  {e.function}" for e in run.profile.top_self[:8]]

@@ -2,7 +2,9 @@
 
 Usage: ``python -m bench.run [--quick] [--only nginx,shoal-inbound] [--output FILE]``.
 A full run writes BENCHMARKS.md; ``--quick`` and ``--only`` runs only print, unless
-``--output`` is given.
+``--output`` is given. Besides the setups, ``shoal-mesh-tls`` (pods started with
+`shoal up` + `shoal run`, mTLS between them) and ``control-plane`` (time to ready,
+memory with 50 pods, propagation to 50 watchers) share one temp $SHOAL_HOME.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TypeVar
 
-from bench import load, profile, report, targets
+from bench import controlplane, load, mesh, profile, report, targets
 from bench.model import Method, Run, SetupResult
 from bench.procs import BenchError, Supervisor, Usage, UsageMeter, rss_kib, tree
 from bench.setups import BODY, LOAD_CPU, PROXY_CPU, SETUPS, Running, Setup, start_backend
@@ -33,6 +35,8 @@ from bench.units import us
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ("wrk", "nginx", "haproxy", "taskset")
+#: Everything --only accepts, in the order a run measures it.
+SELECTABLE = [*SETUPS, mesh.NAME, controlplane.NAME]
 T = TypeVar("T")
 
 
@@ -40,10 +44,10 @@ def log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
-def probe(port: int) -> tuple[int, int, bytes]:
+def probe(port: int, host: str | None = None) -> tuple[int, int, bytes]:
     """One GET through the setup: (status, response bytes on the wire, body)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: backend.bench\r\n\r\n")
+        s.sendall(f"GET / HTTP/1.1\r\nHost: {host or 'backend.bench'}\r\n\r\n".encode())
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = s.recv(65536)
@@ -72,24 +76,25 @@ def measure(sup: Supervisor, setup: Setup, backend: Running,
     try:
         log(f"{setup.name}: starting")
         running = started = setup.start(sup, backend.port)
-        port = started.port
-        status, _, body = probe(port)
+        port, host = started.port, started.host
+        status, _, body = probe(port, host)
         if status != 200 or body != BODY.encode():
             raise BenchError(f"a GET through {setup.name} answered {status} {body[:80]!r}")
         time.sleep(0.5)
         result.rss_idle_kib = sum(rss_kib(p) for r in started.pids for p in tree(r)) or None
         log(f"{setup.name}: warm-up {m.warmup_s:g}s")
-        load.wrk(port, m.warmup_s, m.wrk_connections, LOAD_CPU)
+        load.wrk(port, m.warmup_s, m.wrk_connections, LOAD_CPU, host)
         log(f"{setup.name}: max throughput {m.throughput_s:g}s")
+        side = backend.pids + started.side_pids
         tput, result.throughput_usage = _point(
-            setup, started.pids, backend.pids, m, "throughput",
-            lambda: load.wrk(port, m.throughput_s, m.wrk_connections, LOAD_CPU))
+            setup, started.pids, side, m, "throughput",
+            lambda: load.wrk(port, m.throughput_s, m.wrk_connections, LOAD_CPU, host))
         result.throughput = tput
         log(f"{setup.name}: {tput.rps:,.0f} req/s; latency at {m.rate:g} rps {m.latency_s:g}s")
         lat, result.latency_usage = _point(
-            setup, started.pids, backend.pids, m, "latency",
+            setup, started.pids, side, m, "latency",
             lambda: load.open_loop(port, m.rate, m.latency_s, m.latency_warmup_s,
-                                   m.openloop_connections, LOAD_CPU))
+                                   m.openloop_connections, LOAD_CPU, host))
         result.latency = lat
         log(f"{setup.name}: p50 {us(lat['latency_us']['p50'])} "
             f"p99 {us(lat['latency_us']['p99'])}")
@@ -276,8 +281,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench.run",
         description="Measure shoal's proxy beside nginx and HAProxy on one loopback backend.")
     ap.add_argument("--quick", action="store_true", help="2-3 s points: a smoke run")
-    ap.add_argument("--only", default="", help=f"comma-separated setups from {','.join(SETUPS)} "
-                    "(direct is always measured: added latency needs it)")
+    ap.add_argument("--only", default="", help="comma-separated setups from "
+                    f"{','.join(SELECTABLE)} (direct is always measured: added latency "
+                    "needs it; the shoal- prefix may be left out)")
     ap.add_argument("--output", type=Path, default=None,
                     help="where to write the report (default BENCHMARKS.md on a full run)")
     ap.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
@@ -293,15 +299,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: missing {', '.join(missing)}; run `make bench` or "
               f"`scripts/ensure-debs wrk nginx haproxy`", file=sys.stderr)
         return 2
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SETUPS)
-    unknown = [n for n in names if n not in SETUPS]
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SELECTABLE)
+    names = [n if n in SELECTABLE or f"shoal-{n}" not in SELECTABLE else f"shoal-{n}"
+             for n in names]
+    unknown = [n for n in names if n not in SELECTABLE]
     if unknown:
-        print(f"bench: unknown setup {', '.join(unknown)}; choose from {', '.join(SETUPS)}",
-              file=sys.stderr)
+        print(f"bench: unknown setup {', '.join(unknown)}; "
+              f"choose from {', '.join(SELECTABLE)}", file=sys.stderr)
         return 2
     if "direct" not in names:
         names.insert(0, "direct")
-    names = [n for n in SETUPS if n in names]
+    names = [n for n in SELECTABLE if n in names]
     if (os.cpu_count() or 1) < 2:
         log("fewer than 2 CPUs: proxies and load share one CPU; numbers are not comparable")
 
@@ -321,12 +329,16 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(started=started.strftime("%Y-%m-%d %H:%M UTC"), duration_s=0.0,
               machine=machine_info(), method=method, results=[], selected=names)
     sup = Supervisor()
+    meshed = mesh.Mesh(sup)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         backend = start_backend(sup)
         method.response_bytes = probe(backend.port)[1]
         for name in names:
-            result, running, procs = measure(sup, SETUPS[name], backend, method)
+            if name == controlplane.NAME:
+                continue
+            setup = mesh.tls_setup(meshed) if name == mesh.NAME else SETUPS[name]
+            result, running, procs = measure(sup, setup, backend, method)
             run.results.append(result)
             if name == "shoal-inbound" and not args.no_profile:
                 record_profile(run, sup, result, running, method)
@@ -334,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
                 sup.stop(proc)
         if not q:
             remeasure_baseline(run, backend, method)
+        if controlplane.NAME in names:
+            run.control = controlplane.measure(meshed, ready_runs=2 if q else 3,
+                                               changes=3 if q else 5)
+            if run.control.error:
+                run.control.error = scrub(run.control.error, sup)
         if "shoal-inbound" not in names and not args.no_profile:
             run.profile_error = "`shoal-inbound` was not selected"
         elif args.no_profile:
@@ -345,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"cannot run: {e}")
         return 1
     finally:
+        meshed.close()
         sup.close()
         signal.signal(signal.SIGTERM, previous)
     run.duration_s = time.monotonic() - t0

@@ -40,6 +40,11 @@ class Running:
     pids: list[int] = field(default_factory=list)
     #: Processes to profile with py-spy (shoal only).
     python_pids: list[int] = field(default_factory=list)
+    #: Host header to send (None: the default), for a port that routes by it.
+    host: str | None = None
+    #: The setup's processes on the load side (its own backend, a control plane):
+    #: their CPU is the load's, not others'.
+    side_pids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

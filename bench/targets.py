@@ -5,16 +5,27 @@ Pure functions: read the Run's records, return numbers, flags and PASS/FAIL rows
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.model import Method, Run, SetupResult
-from bench.units import mb, ms_cpu, ok, pct, rps, us
+from bench.units import mb, ms_cpu, ok, pct, rps, seconds, us
 
 #: Targets from the issue, checked on every run (never in tests).
 THROUGHPUT_RATIO_MIN = 0.50
 ADDED_P50_RATIO_MAX = 2.0
 ADDED_P99_MAX_US = 1000.0
 RSS_MAX_BYTES = 40e6
+#: The meshed hop with mTLS (pods of `shoal run`): added latency over the direct
+#: path at the fixed rate, and max throughput (both proxies on one core) against a
+#: single nginx hop.
+MESH_TLS_ADDED_P50_MAX_US = 500.0
+MESH_TLS_ADDED_P99_MAX_US = 2000.0
+MESH_TLS_THROUGHPUT_RATIO_MIN = 0.20
+#: The control plane: RSS with 50 pods registered (and 50 watchers), and the time until
+#: an endpoint change has reached all 50 watchers (median over the changes).
+CONTROL_RSS_MAX_BYTES = 150e6
+PROPAGATION_MAX_S = 1.0
 
 #: A measured interval is marked noisy (⚠) above this hypervisor steal (percent of a
 #: CPU). Latency needs a much quieter machine: in an open-loop run one 160 ms stall at
@@ -159,16 +170,68 @@ def checks(run: Run) -> list[Check]:
 
     if mesh or "shoal-mesh" in run.selected:
         rm = ratio(tput(mesh), tput(nginx))
-        out.append(Check("meshed hop max throughput vs nginx single hop",
+        out.append(Check("plaintext meshed hop max throughput vs nginx single hop",
                          f"{pct(rm)} ({rps(tput(mesh))} / {rps(tput(nginx))} req/s)",
                          "reported", "INFO"))
         m50, m99 = added(mesh, direct, "p50"), added(mesh, direct, "p99")
         n99 = added(nginx, direct, "p99")
-        out.append(Check(f"meshed hop added p50 / p99 at {rate}",
+        out.append(Check(f"plaintext meshed hop added p50 / p99 at {rate}",
                          f"{us(m50)} / {us(m99)} (nginx single hop {us(n50)} / {us(n99)})",
                          "reported", "INFO"))
-        out.append(Check("meshed hop RSS under load (both proxies)",
+        out.append(Check("plaintext meshed hop RSS under load (both proxies)",
                          mb(mesh.rss_load_kib() if mesh else None), "reported", "INFO"))
+    tls = run.get("shoal-mesh-tls")
+    if tls or "shoal-mesh-tls" in run.selected:
+        out += _mesh_tls_checks(run, tls, mesh, verdict)
+    if run.control is not None or "control-plane" in run.selected:
+        out += _control_checks(run)
+    return out
+
+
+def _mesh_tls_checks(run: Run, tls: SetupResult | None, plain: SetupResult | None,
+                     verdict: Callable[..., str]) -> list[Check]:
+    """The meshed hop with mTLS: added latency against direct (the plaintext meshed hop
+    beside it), max throughput against a single nginx hop."""
+    direct, nginx = run.get("direct"), run.get("nginx")
+    rate = f"{run.method.rate:g} rps"
+    out = []
+    for p, limit in (("p50", MESH_TLS_ADDED_P50_MAX_US), ("p99", MESH_TLS_ADDED_P99_MAX_US)):
+        a, b = added(tls, direct, p), added(plain, direct, p)
+        out.append(Check(f"meshed hop with mTLS added {p} at {rate}",
+                         f"{us(a)} (plaintext meshed hop {us(b)})", f"≤ {us(limit)}",
+                         verdict(None if a is None else a <= limit,
+                                 "latency", tls, direct)))
+    r = ratio(tput(tls), tput(nginx))
+    out.append(Check("meshed hop with mTLS max throughput vs nginx single hop",
+                     f"{pct(r)} ({rps(tput(tls))} / {rps(tput(nginx))} req/s; plaintext "
+                     f"{pct(ratio(tput(plain), tput(nginx)))})",
+                     f"≥ {MESH_TLS_THROUGHPUT_RATIO_MIN:.0%}",
+                     verdict(None if r is None else r >= MESH_TLS_THROUGHPUT_RATIO_MIN,
+                             "throughput", tls, nginx)))
+    return out
+
+
+def _control_checks(run: Run) -> list[Check]:
+    c = run.control
+    if c is None or c.error:
+        return [Check("control plane", "failed" if c else "not measured", "—", "n/a")]
+    out = []
+    ready = c.ready_median()
+    out.append(Check(f"time from `shoal run` to ready (median of {len(c.ready_s)})",
+                     seconds(ready), "reported", "INFO"))
+    rss = c.rss_max_kib()
+    out.append(Check(f"control-plane RSS with {c.pods} pods and {c.watchers} watchers",
+                     f"{mb(rss)} ({mb(c.rss_before_kib)} before the pods)",
+                     f"≤ {CONTROL_RSS_MAX_BYTES / 1e6:.0f}MB",
+                     "n/a" if not rss else
+                     "PASS" if rss * 1024 <= CONTROL_RSS_MAX_BYTES else "FAIL"))
+    prop = c.propagation_median()
+    out.append(Check(f"endpoint change seen by all {c.watchers} watchers "
+                     f"(median of {len(c.all_s)})",
+                     f"{seconds(prop)} (slowest {seconds(max(c.all_s, default=None))})",
+                     f"≤ {seconds(PROPAGATION_MAX_S)}",
+                     "n/a" if prop is None else
+                     "PASS" if prop <= PROPAGATION_MAX_S else "FAIL"))
     return out
 
 

@@ -21,6 +21,14 @@ def us(x: float | None) -> str:
     return f"{x:.0f}µs"
 
 
+def seconds(x: float | None) -> str:
+    """Seconds for people: ``1.84s``, ``31ms``."""
+    if not ok(x):
+        return "—"
+    assert x is not None
+    return f"{x:.2f}s" if abs(x) >= 1 else f"{1000 * x:.0f}ms"
+
+
 def mb(kib: int | None) -> str:
     return "—" if not kib else f"{kib * 1024 / 1e6:.1f}MB"
 
