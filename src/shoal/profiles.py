@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-
 API_VERSIONS = ("linkerd.io/v1alpha2", "linkerd.io/v1alpha1", "shoal.io/v1alpha1")
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_ROUTE = "[DEFAULT]"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import ProxyConfig, format_addr
 from .destination import Resolver
+
 if TYPE_CHECKING:  # cryptography is loaded only when a control plane is configured
     from .identity import Credentials, Identity
 from .metrics import ProxyMetrics, TcpStats, TrafficStats

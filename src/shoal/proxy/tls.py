@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 
-
 def client_hello_sni(buf: bytes) -> str | None | bool:
     """The SNI of a TLS ClientHello; None without SNI; False: need more bytes.
 
