@@ -115,3 +115,38 @@ def test_bad_flags_are_clear_errors():
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert "NAME:PORT=VALUE" in r.stderr
+
+
+def test_scrapes_while_new_series_appear(app, start_proxy):
+    """/metrics is formatted off the event loop while traffic keeps adding series."""
+    _, addr = app
+    host, port = addr.rsplit(":", 1)
+    p = start_proxy("--app", addr)
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def traffic() -> None:
+        i = 0
+        with httpx.Client(proxy=p.url("outbound"), timeout=10) as c:
+            while not stop.is_set():
+                # a new authority (and so new series) every request: the same app
+                # under 127.x.y.z aliases of loopback
+                i += 1
+                url = f"http://127.0.{i // 250 % 250}.{i % 250 + 1}:{port}/"
+                try:
+                    c.get(url)
+                except httpx.HTTPError as e:
+                    errors.append(repr(e))
+
+    t = threading.Thread(target=traffic)
+    t.start()
+    try:
+        for _ in range(10):
+            r = httpx.get(p.url("admin", "/metrics"), timeout=10)
+            assert r.status_code == 200
+            assert httpx.get(p.url("admin", "/latency"), timeout=10).status_code == 200
+    finally:
+        stop.set()
+        t.join(15)
+    assert "Traceback" not in p.log()
+    assert metric(p.metrics(), "request_total", direction="outbound") > 0

@@ -195,11 +195,18 @@ async def _until(stream: AsyncIterator[bytes],
 
 
 def admin_routes(rt: Runtime, shutdown: Callable[[], None]) -> dict[tuple[str, str], Handler]:
+    # Formatting a busy proxy's exposition takes tens of milliseconds (prometheus_client
+    # validates and escapes every label of every sample). In a worker thread the event
+    # loop gets the GIL back every switch interval instead of stalling every request
+    # for the whole scrape; the collectors read snapshots (list(dict.items()) is atomic).
     async def metrics(req: Request) -> Reply:
-        return Reply(200, rt.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
+        body = await asyncio.get_running_loop().run_in_executor(None, rt.metrics.exposition)
+        return Reply(200, body, "text/plain; version=0.0.4; charset=utf-8")
 
     async def latency(req: Request) -> Reply:
-        return Reply(200, json.dumps(rt.metrics.latency_json()).encode(), "application/json")
+        body = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: json.dumps(rt.metrics.latency_json()).encode())
+        return Reply(200, body, "application/json")
 
     async def ready(req: Request) -> Reply:
         if rt.ready.is_set() and not rt.draining:

@@ -75,7 +75,8 @@ class LatencySketch:
         return bin_value(max(self.bins))
 
     def to_json(self) -> dict[str, object]:
-        return {"zero": self.zero, "bins": {str(i): n for i, n in self.bins.items()}}
+        bins = dict(self.bins)  # a snapshot: the event loop may add bins meanwhile
+        return {"zero": self.zero, "bins": {str(i): n for i, n in bins.items()}}
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> LatencySketch:
