@@ -81,3 +81,22 @@ def test_config_parse():
                 {"home": "/x", "cert_lifetime": "-1"}, {"home": "/x", "max_body": "big"}):
         with pytest.raises(InvalidRequest):
             ControlConfig.parse(bad)
+
+
+def test_pod_logs_rotate_by_copy_truncate(tmp_path):
+    """A child keeps writing (O_APPEND) to the same file after the rotation."""
+    import os
+
+    from shoal.control.process import rotate_log
+
+    log = tmp_path / "proxy.log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.write(fd, b"x" * 2000)
+    assert rotate_log(log, max_bytes=5000) is False
+    os.write(fd, b"y" * 4000)
+    assert rotate_log(log, max_bytes=5000) is True
+    assert (tmp_path / "proxy.log.1").read_bytes() == b"x" * 2000 + b"y" * 4000
+    os.write(fd, b"after\n")
+    os.close(fd)
+    assert log.read_bytes() == b"after\n"
+    assert rotate_log(tmp_path / "missing.log") is False

@@ -112,6 +112,30 @@ class Backoff:
         return delay
 
 
+#: A pod's log is rotated (copy, then truncate in place) past this size.
+LOG_MAX_BYTES = 10 * 1024 * 1024
+
+
+def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES) -> bool:
+    """Copy-truncate ``path`` into ``path.1`` once it passes ``max_bytes``.
+
+    The children write with O_APPEND, so after the truncation they go on writing at
+    the new end: no restart, no reopened file descriptor. Lines written between the
+    copy and the truncation are lost, as with logrotate's copytruncate.
+    """
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+        old = path.with_name(path.name + ".1")
+        with open(path, "rb") as src, open(old, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+        os.truncate(path, 0)
+        return True
+    except OSError:
+        return False
+
+
 def open_log(path: Path) -> IO[bytes]:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     log = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the child

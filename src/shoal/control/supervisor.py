@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .names import pod_name
+from .process import rotate_log
 from .replica import Replica
 from .state import Home, atomic_write, read_json
 from .uplink import Uplink
@@ -118,6 +119,8 @@ class Supervisor:
             for replica, _ in list(self.replicas.values()):
                 await self.uplink.report_pod(self.spec.namespace, replica.name,
                                              replica.report())
+                for part in ("proxy", "app"):
+                    rotate_log(self.home.pod_log(self.spec.namespace, replica.name, part))
 
     async def shutdown(self) -> None:
         for replica, _ in self.replicas.values():
