@@ -32,16 +32,25 @@ class Load:
         self.failfast_until = 0.0
         self.backoff = FAILFAST_MIN
 
-    def cost(self) -> float:
-        return self.ewma * (self.inflight + 1)
+    def estimate(self, now: float) -> float:
+        """The latency estimate, decayed for the time since the last sample: an endpoint
+        that stopped being picked after one slow answer looks cheaper again with time
+        (as Linkerd's PeakEwma decays when it reads the cost), so it is tried again."""
+        if not self.at:
+            return self.ewma
+        return self.ewma * math.exp(-(now - self.at) / TAU)
+
+    def cost(self, now: float) -> float:
+        return self.estimate(now) * (self.inflight + 1)
 
     def observe(self, rtt_ms: float, now: float) -> None:
         """Peak-EWMA: a slower sample is taken at once, a faster one decays in."""
-        if rtt_ms > self.ewma:
+        current = self.estimate(now)
+        if rtt_ms > current:
             self.ewma = rtt_ms
         else:
             w = math.exp(-(now - self.at) / TAU) if self.at else 0.0
-            self.ewma = self.ewma * w + rtt_ms * (1.0 - w)
+            self.ewma = current * w + rtt_ms * (1.0 - w)
         self.at = now
         self.failures = 0
         self.backoff = FAILFAST_MIN
@@ -78,4 +87,4 @@ def p2c(endpoints: Sequence[HasLoad], now: float, rng: random.Random = random._i
     if j >= i:
         j += 1
     a, b = live[i], live[j]
-    return a if a.load.cost() <= b.load.cost() else b
+    return a if a.load.cost(now) <= b.load.cost(now) else b
