@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 TEST_DEBS  := curl prometheus tmux
 BENCH_DEBS := wrk nginx haproxy
 
-.PHONY: all venv test unit demo bench lint lock clean debs-test debs-bench
+.PHONY: all venv test unit demo bench tutorial lint lock clean debs-test debs-bench
 
 all: test
 
@@ -39,6 +39,10 @@ demo: $(STAMP)
 
 bench: $(STAMP) debs-bench
 	$(BIN)/python -m bench.run
+
+# Regenerate docs/TUTORIAL.md from a real run of the demo (about 3 minutes).
+tutorial: $(STAMP)
+	$(BIN)/python scripts/tutorial.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
