@@ -223,3 +223,25 @@ def test_bad_input_floods_do_not_disturb_a_concurrent_client(app, start_proxy):
     finally:
         stop.set()
         t.join()
+
+
+def test_unrouted_authorities_cannot_grow_metrics_without_bound(start_proxy):
+    from shoal.proxy.runtime import MAX_UNROUTED
+
+    p = start_proxy()
+    host, port = p.hostport("outbound")
+    with socket.create_connection((host, port)) as s:
+        for i in range(MAX_UNROUTED + 50):
+            s.sendall(b"GET http://n%d.nowhere/ HTTP/1.1\r\nHost: n%d.nowhere\r\n\r\n" % (i, i))
+            resp = b""
+            while b"\r\n\r\n" not in resp:
+                resp += s.recv(4096)
+            assert resp.startswith(b"HTTP/1.1 502")
+            if b"connection: close" in resp:
+                s.close()
+                s = socket.create_connection((host, port))
+    m = p.metrics()
+    authorities = {dict(lbl).get("authority") for (name, lbl) in m
+                   if name == "request_total" and dict(lbl).get("target_addr") == ""}
+    assert len(authorities) == MAX_UNROUTED + 1  # the first thousand, then <other>
+    assert metric(m, "request_total", authority="<other>") == 50

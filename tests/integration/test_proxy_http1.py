@@ -85,14 +85,6 @@ def test_chunked_streaming_head_and_nocontent(app, start_proxy):
     assert metric(p.metrics(), "tcp_open_total", direction="inbound", peer="src") == 1
 
 
-def test_expect_continue_with_curl(app, start_proxy):
-    _, addr = app
-    p = start_proxy("--app", addr)
-    r = curl("-H", "Expect: 100-continue", "--data-binary", "@-", p.url("inbound", "/count"),
-             "-w", " %{http_code}", "-v")
-    assert r.returncode == 0
-
-
 def test_expect_continue_body(app, start_proxy, tmp_path):
     _, addr = app
     p = start_proxy("--app", addr)

@@ -20,6 +20,7 @@ from .tap import TapHub
 log = logging.getLogger("shoal.proxy")
 
 LOG_BURST = 20
+MAX_UNROUTED = 1000
 
 PLAINTEXT_INBOUND = {"tls": "no_identity", "no_tls_reason": "no_tls_from_remote"}
 
@@ -54,6 +55,7 @@ class Runtime:
         # Inbound counters per TLS label set, built once per set.
         app = format_addr(config.app) if config.app else ""
         self.app_target_addr = app
+        self._unrouted: set[str] = set()
         self._log_window = 0.0
         self._log_count = 0
         self._log_suppressed = 0
@@ -77,7 +79,15 @@ class Runtime:
         return self.identity.current if self.identity is not None else None
 
     def no_route_stats(self, authority: str) -> TrafficStats:
-        """Counters for outbound requests whose authority resolved to nothing."""
+        """Counters for outbound requests whose authority resolved to nothing.
+
+        Authorities come from clients: past ``MAX_UNROUTED`` distinct ones they are
+        counted together as ``<other>``, so a hostile client cannot grow /metrics."""
+        if authority not in self._unrouted:
+            if len(self._unrouted) >= MAX_UNROUTED:
+                authority = "<other>"
+            else:
+                self._unrouted.add(authority)
         return self.metrics.traffic_stats({"direction": "outbound", "authority": authority,
                                            "target_addr": "", "tls": "no_identity",
                                            "no_tls_reason": "not_provided_by_service_discovery"})
