@@ -7,7 +7,6 @@ replicas so balancing and per-pod rows have something to show.
 from __future__ import annotations
 
 import os
-from concurrent import futures
 
 EMOJI = {
     ":joy:": "😂", ":sunglasses:": "😎", ":doughnut:": "🍩", ":stuck_out_tongue_winking_eye:": "😜",
@@ -22,9 +21,8 @@ EMOJI = {
 
 
 def serve(port: int) -> None:
-    import grpc
 
-    from shoal.demo.protos import load
+    from shoal.demo.protos import load, serve
 
     pb2, pb2_grpc = load("emoji")
     catalogue = [pb2.Emoji(unicode=u, shortcode=s) for s, u in EMOJI.items()]
@@ -40,11 +38,7 @@ def serve(port: int) -> None:
             return pb2.FindByShortcodeResponse(
                 emoji=pb2.Emoji(unicode=unicode, shortcode=request.shortcode))
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    pb2_grpc.add_EmojiServiceServicer_to_server(EmojiService(), server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    server.start()
-    server.wait_for_termination()
+    serve(pb2_grpc.add_EmojiServiceServicer_to_server, EmojiService(), port)
 
 
 if __name__ == "__main__":

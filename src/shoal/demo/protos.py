@@ -60,3 +60,16 @@ def load(name: str) -> tuple[ModuleType, ModuleType]:
         sys.path.insert(0, path)
     return (importlib.import_module(f"{name}_pb2"),
             importlib.import_module(f"{name}_pb2_grpc"))
+
+
+def serve(add_servicer: object, servicer: object, port: int) -> None:
+    """Run a demo gRPC service on 127.0.0.1:``port`` until the process is stopped."""
+    from concurrent import futures
+
+    import grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    add_servicer(servicer, server)  # type: ignore[operator]
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()

@@ -15,7 +15,6 @@ import random
 import socket
 import threading
 import time
-from concurrent import futures
 from urllib.parse import urlsplit
 
 KV_ADDR = os.environ.get("KV_ADDR", "kv.shoalvoto:6379")
@@ -80,7 +79,7 @@ class KvClient:
 def serve(port: int) -> None:
     import grpc
 
-    from shoal.demo.protos import load
+    from shoal.demo.protos import load, serve
 
     pb2, pb2_grpc = load("voting")
     kv = KvClient(KV_ADDR, os.environ.get("http_proxy") or os.environ.get("HTTP_PROXY"))
@@ -106,11 +105,7 @@ def serve(port: int) -> None:
             return pb2.ResultsResponse(results=[
                 pb2.VotingResult(shortcode=k, votes=int(v)) for k, v in pairs])
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    pb2_grpc.add_VotingServiceServicer_to_server(VotingService(), server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    server.start()
-    server.wait_for_termination()
+    serve(pb2_grpc.add_VotingServiceServicer_to_server, VotingService(), port)
 
 
 if __name__ == "__main__":
