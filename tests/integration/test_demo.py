@@ -35,9 +35,9 @@ def test_vote_bot_mostly_votes():
 def test_banner_names_the_commands_to_try():
     text = banner("http://127.0.0.1:50750")
     assert text.splitlines()[0] == "shoal demo is running."
-    assert "  control:    http://127.0.0.1:50750" in text
+    assert "  dashboard:  http://127.0.0.1:50750" in text
     assert text.splitlines()[-1] == "  stop:       Ctrl-C (or shoal demo --down)"
-    assert "control" not in banner(None)
+    assert "dashboard" not in banner(None)
 
 
 def _cli(home, *args: str) -> str:

@@ -35,7 +35,7 @@ def plane(tmp_path):
 
 @pytest.fixture
 def client(plane):
-    with TestClient(create_app(plane)) as c:
+    with TestClient(create_app(plane), base_url="http://127.0.0.1") as c:
         c.headers["authorization"] = f"Bearer {plane.token}"
         yield c
 

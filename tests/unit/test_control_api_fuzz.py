@@ -21,7 +21,9 @@ from shoal.control.plane import ControlPlane
 
 _home = Path(tempfile.mkdtemp(prefix="shoal-fuzz-"))
 atexit.register(shutil.rmtree, _home, True)
-PLANE = ControlPlane.open(ControlConfig(home=_home, watch_heartbeat=0.05))
+# the in-process client says "Host: testserver": a name the dashboard guard must allow
+PLANE = ControlPlane.open(ControlConfig(home=_home, watch_heartbeat=0.05,
+                                        dashboard_hosts=("testserver",)))
 APP = create_app(PLANE)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 # an endless watch stream cannot be fuzzed by waiting for its end

@@ -19,7 +19,9 @@ from shoal.control.plane import ControlPlane
 
 _home = Path(tempfile.mkdtemp(prefix="shoal-metrics-fuzz-"))
 atexit.register(shutil.rmtree, _home, True)
-PLANE = ControlPlane.open(ControlConfig(home=_home, watch_heartbeat=0.05))
+# the in-process client says "Host: testserver": a name the dashboard guard must allow
+PLANE = ControlPlane.open(ControlConfig(home=_home, watch_heartbeat=0.05,
+                                        dashboard_hosts=("testserver",)))
 METRICS = Metrics.attach(PLANE)
 APP = create_app(PLANE)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)

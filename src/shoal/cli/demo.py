@@ -56,7 +56,7 @@ def command(home, rate: float, duration: float | None, detach: bool, down: bool,
         say("waiting for metrics to flow (the first scrapes take a few seconds)")
         if not lab.wait_for_traffic(home):
             say(f"no traffic seen yet; logs in {home.logs / lab.NAMESPACE}")
-        click.echo(lab.banner(url))
+        click.echo(lab.banner(lab.dashboard_link(home) or url))
         if detach:
             return
         stop.wait(duration)

@@ -1,6 +1,7 @@
 """The control plane's HTTP API (FastAPI): resources, supervisor reports, identity,
 destination watches and health. Every route needs a Bearer token: the operator token
-from $SHOAL_HOME, or for the proxy routes a token issued to a pod.
+from $SHOAL_HOME (or the dashboard's session cookie), or for the proxy routes a token
+issued to a pod.
 
 ``create_app(ControlPlane.open(config))`` -> an ASGI app; ``/openapi.json`` describes it.
 """
@@ -21,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shoal import __version__
+from shoal.web.server import session_ok
 
 from .errors import ControlError, Forbidden, NotFound, Unauthorized
 from .guard import BodyLimit
@@ -56,6 +58,15 @@ def create_app(plane: ControlPlane) -> FastAPI:
     async def health() -> dict[str, Any]:
         """Components (destination, identity, metrics, tap, web), version, pod counts."""
         return plane.health()
+
+    @app.get("/api/v1/check", dependencies=[Operator])
+    def check() -> list[dict[str, Any]]:
+        """The categories of `shoal check -o json`, run by the control plane itself."""
+        from .checks import run_checks
+
+        answers = {"/api/v1/health": plane.health, "/api/v1/identity": plane.identity.status,
+                   "/api/v1/pods": lambda: plane.registry.listing("pods")}
+        return run_checks(lambda path: answers[path]())
 
     @app.post("/api/v1/deployments", dependencies=[Operator])
     async def apply_deployment(body: DeploymentIn) -> dict[str, Any]:
@@ -142,13 +153,22 @@ def create_app(plane: ControlPlane) -> FastAPI:
         """Resources of one kind, in one namespace or (no ``namespace``) all of them."""
         return plane.registry.listing(kind.value, namespace)
 
+    from shoal.web.server import install as install_dashboard  # last: its pages catch all
+    install_dashboard(app, plane, operator, plane.config.dashboard_hosts)
     return app
 
 
 def operator(request: Request, creds: Credentials) -> None:
-    """Dependency: the operator token. Other parts' routers use it as
-    ``APIRouter(dependencies=[Depends(operator)])`` and read ``request.app.state.plane``."""
+    """Dependency: the operator token, or a dashboard session cookie. Other parts'
+    routers use it as ``APIRouter(dependencies=[Depends(operator)])`` and read
+    ``request.app.state.plane``."""
     plane: ControlPlane = request.app.state.plane
+    if creds is None and session_ok(request):
+        # SameSite=Strict keeps other sites' forms out; a script's write must say
+        # where it comes from (the guard has checked that Origin is this host)
+        if request.method not in ("GET", "HEAD") and "origin" not in request.headers:
+            raise Forbidden("a dashboard session's writes need an Origin header")
+        return
     if not secrets.compare_digest(_token(creds), plane.token):
         raise Unauthorized("wrong token")
 

@@ -10,6 +10,8 @@ environment, read only at the CLI edge):
   pod_stale_after    seconds without a supervisor heartbeat before a pod is Unknown
   watch_heartbeat    seconds between ``{}`` lines on an idle watch stream
   max_body           request body cap in bytes (default 1 MiB)
+  dashboard_hosts    host names (comma-separated) browsers may use to reach the
+                     dashboard besides IP addresses and localhost (DNS-rebinding guard)
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class ControlConfig:
     pod_stale_after: float = 20.0
     watch_heartbeat: float = 10.0
     max_body: int = 1 << 20
+    dashboard_hosts: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, env: Mapping[str, str]) -> ControlConfig:
@@ -77,6 +80,9 @@ class ControlConfig:
                 if value <= 0:
                     raise InvalidRequest(f"{key} must be positive")
                 kw[key] = value
+        if env.get("dashboard_hosts"):
+            kw["dashboard_hosts"] = tuple(
+                h.strip().lower() for h in str(env["dashboard_hosts"]).split(",") if h.strip())
         if env.get("max_body"):
             if not str(env["max_body"]).isdigit():
                 raise InvalidRequest("max_body must be a number of bytes")

@@ -21,7 +21,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from shoal.viz.errors import QueryError
 from shoal.viz.series import matchers
@@ -108,12 +108,15 @@ def stat_series(request: Request, resource: Word, namespace: Annotated[
         str, Query(min_length=1, max_length=63)] = "default", start: float | None = None,
         end: float | None = None, step: Opt = None, window: Opt = None, to: Opt = None,
         from_: Annotated[str | None, Query(alias="from", max_length=253)] = None) -> Any:
-    """The history of one resource (``TYPE/NAME``): a stat row per step."""
+    """The history of one resource (``TYPE/NAME``, or ``mesh`` for all of it): a stat
+    row per step."""
     m = _metrics(request)
     a, b, s = _range(start, end, step, window, m.backend.scrape_interval)
 
     def run() -> Any:
         from shoal.viz.queries import Ref
+        if resource == "mesh":
+            return m.queries.stat_series("namespace", None, None, start=a, end=b, step=s)
         ref = Ref.parse(resource, namespace)
         return m.queries.stat_series(ref.kind.name, namespace, ref.name, start=a, end=b,
                                      step=s, to=to, from_=from_)
@@ -183,6 +186,23 @@ def apply_profiles(request: Request, body: Annotated[Any, Body(
 def list_profiles(request: Request, namespace: Annotated[
         str | None, Query(max_length=63)] = None) -> list[dict[str, Any]]:
     return _metrics(request).profiles.listing(namespace)
+
+
+@router.get("/api/v1/profiles/template", response_class=PlainTextResponse,
+            responses={200: {"content": {"application/yaml": {}}}})
+def profile_template(namespace: Annotated[str, Query(min_length=1, max_length=63)],
+                     service: Annotated[str, Query(min_length=1, max_length=63)]) -> Any:
+    """A starting ServiceProfile (YAML, as ``shoal profile --template``) to download."""
+    import yaml
+
+    from shoal.control.names import check_name
+    from shoal.profiles import template
+
+    check_name(namespace, "namespace")
+    check_name(service, "service")
+    text = yaml.safe_dump(template(service, namespace), sort_keys=False)
+    return PlainTextResponse(text, media_type="application/yaml", headers={
+        "content-disposition": f'attachment; filename="{service}.{namespace}.profile.yaml"'})
 
 
 @router.get("/api/v1/profiles/{namespace}/{service}")

@@ -48,11 +48,19 @@ shoal demo is running.
   stop:       Ctrl-C (or shoal demo --down)"""
 
 
-def banner(control_url: str | None) -> str:
-    """What ``shoal demo`` prints once metrics flow (no dashboard yet: the control plane)."""
-    control = (f"  control:    {control_url}  (the dashboard comes later)\n"
-               if control_url else "")
+def banner(dashboard_url: str | None) -> str:
+    """What ``shoal demo`` prints once metrics flow."""
+    control = (f"  dashboard:  {dashboard_url}\n"
+               "              (a one-time login link; `shoal dashboard` prints a new one)\n"
+               if dashboard_url else "")
     return TRY.format(control=control)
+
+
+def dashboard_link(home: Home) -> str | None:
+    """A one-time login link to the demo's namespace page."""
+    out = _shoal(home, "dashboard", "--path", f"/namespaces/{NAMESPACE}", timeout=30)
+    lines = [x for x in out.splitlines() if x.startswith("http")]
+    return lines[0] if lines else None
 
 
 def _shoal(home: Home, command: str, *args: str, stdin: str | None = None,

@@ -250,6 +250,10 @@ class Edge:
     no_tls_reason: str = ""
     client_id: str = ""
     server_id: str = ""
+    #: the callers' outbound view of the edge's HTTP traffic (None without requests)
+    rps: float | None = None
+    success: float | None = None
+    latency_ms_p99: float | None = None
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -425,8 +429,27 @@ class Queries:
             else:
                 e.secured = False
                 e.no_tls_reason = e.no_tls_reason or reason or tls_value
+        self._edge_traffic(edges, out_match, (*src, *dst), span, at)
         return sorted(edges.values(), key=lambda e: (e.src_namespace, e.src, e.dst_namespace,
                                                      e.dst))
+
+    def _edge_traffic(self, edges: Mapping[Key, Edge], match: list[Matcher],
+                      by: tuple[str, ...], span: float, at: float) -> None:
+        b = self.backend
+        total: dict[Key, float] = {}
+        ok: dict[Key, float] = {}
+        for k, v in b.increase("response_total", match, span, (*by, "classification"),
+                               at).items():
+            total[k[:-1]] = total.get(k[:-1], 0.0) + v
+            if k[-1] != "failure":
+                ok[k[:-1]] = ok.get(k[:-1], 0.0) + v
+        rates = b.rate("response_total", match, span, by, at)
+        p99 = b.latency_quantiles((0.99,), match, span, by, at)
+        for k, e in edges.items():
+            if total.get(k):
+                e.rps = rates.get(k)
+                e.success = ok.get(k, 0.0) / total[k]
+                e.latency_ms_p99 = (p99.get(k) or [None])[0]
 
     # -- history ----------------------------------------------------------
 
@@ -459,7 +482,7 @@ class Queries:
                 out.setdefault(k, []).append((t, v))
         return out
 
-    def stat_series(self, resource_type: str, namespace: str | None, name: str, *,
+    def stat_series(self, resource_type: str, namespace: str | None, name: str | None, *,
                     start: float, end: float, step: float, to: str | Ref | None = None,
                     from_: str | Ref | None = None) -> list[dict[str, object]]:
         """The dashboard's history of one resource: per step (each point covers the
