@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from urllib.parse import parse_qs
 
 
@@ -43,8 +44,10 @@ class TestApp:
         if path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[1])
             await self.reply(send, code, b"status %d\n" % code)
-        elif path == "/sleep":
-            await asyncio.sleep(float(query.get("ms", ["100"])[0]) / 1000)
+        elif path == "/sleep":  # ms=100, or ms=20-200 for a uniform spread
+            lo, _, hi = query.get("ms", ["100"])[0].partition("-")
+            ms = random.uniform(float(lo), float(hi)) if hi else float(lo)
+            await asyncio.sleep(ms / 1000)
             await self.reply(send, 200, b"slept\n")
         elif path == "/echo":
             await self.reply(send, 200, bytes(body))

@@ -7,6 +7,8 @@ import re
 import signal
 import subprocess
 
+import httpx
+
 from tests.support import SHOAL, wait_for
 
 
@@ -23,6 +25,32 @@ def test_fixed_rate_is_what_the_target_counts(app):
     assert 114 <= got <= 126, got  # 120 +- 5 %
     assert re.search(r"requests: 120 sent, 120 done, 120 ok, 0 errors", r.stdout), r.stdout
     assert "status:   200=120" in r.stdout and "p99=" in r.stdout
+
+
+def test_percentiles_match_the_proxys(app, start_proxy):
+    """Load's p50/p99 and the meshed server's agree: the same requests, seen from both
+    ends of one proxy hop. Latency spreads over 20-400 ms, so a wrong quantile shows;
+    what may differ is the sketch's 1 % plus what the client itself adds (its HTTP
+    stack, the hop, a busy machine): about 5 ms here, allowed up to 15."""
+    _, addr = app
+    p = start_proxy("--app", addr)
+    r = load(p.url("inbound", "/sleep?ms=20-400"), "--rate", "40", "--duration", "5s")
+    assert r.returncode == 0, r.stderr
+    assert "200 ok" in r.stdout, r.stdout
+    found = dict(re.findall(r"(p50|p99)=([0-9.]+)ms", r.stdout.split("latency:")[1]))
+    from shoal.proxy.latency import LatencySketch
+
+    series = httpx.get(p.url("admin", "/latency")).json()["series"]
+    sketch = LatencySketch()
+    for s in series:
+        if s["labels"].get("direction") == "inbound" and "rt_route" not in s["labels"]:
+            sketch.merge(LatencySketch.from_json(s["sketch"]))
+    assert sketch.count == 200
+    for name, q in (("p50", 0.5), ("p99", 0.99)):
+        seen, proxy = float(found[name]), sketch.quantile(q)
+        # the client sees the proxy's latency plus its own: never less (but for the
+        # sketch's 1 % and the printed rounding), and not much more
+        assert proxy * 0.98 - 0.5 <= seen <= proxy * 1.02 + 15, (name, seen, proxy)
 
 
 def test_interval_errors_and_headers(app):
