@@ -394,8 +394,16 @@ class Queries:
         by = (*src, *dst, "serviceaccount", *tls)
         out_match = [Matcher("direction", "outbound")]
         seen: dict[Key, float] = {}
-        for k, v in b.increase("response_total", out_match, span, by, at).items():
-            seen[k] = seen.get(k, 0.0) + v
+        total: dict[Key, float] = {}  # per (src, dst): responses, and successful ones
+        ok: dict[Key, float] = {}
+        n = len(src)
+        for k, v in b.increase("response_total", out_match, span, (*by, "classification"),
+                               at).items():
+            seen[k[:-1]] = seen.get(k[:-1], 0.0) + v
+            pair = k[:2 * n]
+            total[pair] = total.get(pair, 0.0) + v
+            if k[-1] != "failure":
+                ok[pair] = ok.get(pair, 0.0) + v
         for k, v in b.gauge("tcp_open_connections", [*out_match, Matcher("peer", "dst")],
                             span, by, at).items():
             seen[k] = seen.get(k, 0.0) + v
@@ -407,7 +415,6 @@ class Queries:
             if v > 0 and k[-1]:
                 clients[(k[:-1], _identity_prefix(k[-1]))] = k[-1]
         edges: dict[Key, Edge] = {}
-        n = len(src)
         for k, v in seen.items():
             if v <= 0:
                 continue
@@ -429,27 +436,15 @@ class Queries:
             else:
                 e.secured = False
                 e.no_tls_reason = e.no_tls_reason or reason or tls_value
-        self._edge_traffic(edges, out_match, (*src, *dst), span, at)
-        return sorted(edges.values(), key=lambda e: (e.src_namespace, e.src, e.dst_namespace,
-                                                     e.dst))
-
-    def _edge_traffic(self, edges: Mapping[Key, Edge], match: list[Matcher],
-                      by: tuple[str, ...], span: float, at: float) -> None:
-        b = self.backend
-        total: dict[Key, float] = {}
-        ok: dict[Key, float] = {}
-        for k, v in b.increase("response_total", match, span, (*by, "classification"),
-                               at).items():
-            total[k[:-1]] = total.get(k[:-1], 0.0) + v
-            if k[-1] != "failure":
-                ok[k[:-1]] = ok.get(k[:-1], 0.0) + v
-        rates = b.rate("response_total", match, span, by, at)
-        p99 = b.latency_quantiles((0.99,), match, span, by, at)
+        p99 = b.latency_quantiles((0.99,), out_match, span, (*src, *dst), at) \
+            if any(total.get(k) for k in edges) else {}
         for k, e in edges.items():
             if total.get(k):
-                e.rps = rates.get(k)
+                e.rps = total[k] / span
                 e.success = ok.get(k, 0.0) / total[k]
                 e.latency_ms_p99 = (p99.get(k) or [None])[0]
+        return sorted(edges.values(), key=lambda e: (e.src_namespace, e.src, e.dst_namespace,
+                                                     e.dst))
 
     # -- history ----------------------------------------------------------
 
