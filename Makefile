@@ -7,10 +7,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-TEST_DEBS  := curl prometheus tmux
+TEST_DEBS  := curl prometheus tmux chromium
+UI         := src/shoal/web/ui
+UI_BUILT   := $(UI)/dist/index.html
+UI_SOURCES := $(shell find $(UI)/src $(UI)/index.html $(UI)/vite.config.js $(UI)/package-lock.json -type f 2>/dev/null)
 BENCH_DEBS := wrk nginx haproxy
 
-.PHONY: all venv test unit demo bench tutorial lint lock clean debs-test debs-bench
+.PHONY: all venv ui test unit demo bench tutorial lint lock clean debs-test debs-bench debs-node
 
 all: test
 
@@ -22,26 +25,35 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
+# The dashboard, built from the npm registry (package-lock.json); never committed.
+debs-node:
+	@command -v npm >/dev/null || ./scripts/ensure-debs nodejs npm
+
+$(UI_BUILT): $(UI_SOURCES) | debs-node
+	cd $(UI) && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
+
+ui: $(UI_BUILT)
+
 debs-test:
 	@./scripts/ensure-debs $(TEST_DEBS)
 
 debs-bench:
 	@./scripts/ensure-debs $(BENCH_DEBS)
 
-test: $(STAMP) debs-test
+test: $(STAMP) debs-test $(UI_BUILT)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-demo: $(STAMP)
+demo: $(STAMP) $(UI_BUILT)
 	$(BIN)/shoal demo
 
 bench: $(STAMP) debs-bench
 	$(BIN)/python -m bench.run
 
 # Regenerate docs/TUTORIAL.md from a real run of the demo (about 3 minutes).
-tutorial: $(STAMP)
+tutorial: $(STAMP) $(UI_BUILT)
 	$(BIN)/python scripts/tutorial.py
 
 lint: $(STAMP)
@@ -55,4 +67,4 @@ lock:
 	rm -rf .lockvenv
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(UI)/dist $(UI)/node_modules
