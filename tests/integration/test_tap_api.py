@@ -132,6 +132,21 @@ def test_tap_through_the_control_plane_every_field_and_redaction(app, start_prox
     wait_for(lambda: subs(p) == 0, timeout=5, what="upstream tap released")
 
 
+def test_a_pod_that_starts_during_the_tap_is_tapped_too(app, start_proxy, control):
+    _, addr = app
+    first = start_proxy("--app", addr, "--inbound", "127.0.0.1:0")
+    control.add_pod("web", first, n=0)
+    s = Stream(control, {"resource": "deploy/web", "namespace": "test"})
+    second = start_proxy("--app", addr, "--inbound", "127.0.0.1:0")
+    pod = control.add_pod("web", second, n=1)  # a scale-up while we watch
+    wait_for(lambda: subs(second) == 1, timeout=15, what="the new pod tapped")
+    httpx.get(second.url("inbound", "/from-the-new-pod"), trust_env=False)
+    wait_for(lambda: [e for e in s.of("end") if e["pod"] == pod], what="its events")
+    assert [e["path"] for e in s.of("req") if e["pod"] == pod] == ["/from-the-new-pod"]
+    s.close()
+    wait_for(lambda: subs(first) == 0 and subs(second) == 0, timeout=5, what="released")
+
+
 def test_server_sent_events_carry_the_same_events(app, start_proxy, control):
     _, addr = app
     p = start_proxy("--app", addr, "--inbound", "127.0.0.1:0")

@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import httpx
@@ -44,8 +45,11 @@ from .plane import ControlPlane
 from .registry import Pod
 from .state import Home, atomic_write
 
+log = logging.getLogger("shoal.tap")
+
 QUEUE_MAX = 10_000        # merged events waiting for a slow caller; more are dropped
 START_TIMEOUT = 5.0       # seconds for every pod's tap to start
+FOLLOW_INTERVAL = 1.0     # seconds between looks for new pods of the tapped resource
 TAPPABLE = ("namespace", "deployment", "replicaset", "pod", "service")
 _DST = {"namespace": "dst_namespace", "deployment": "dst_deployment", "pod": "dst_pod",
         "service": "dst_service", "pod_template_hash": "dst_pod_template_hash",
@@ -228,10 +232,16 @@ def enrich(ev: dict[str, Any], pod: Pod, routes: RouteNamer) -> dict[str, Any]:
 # -- the session: one stream per pod, merged ------------------------------------------
 
 class TapSession:
-    """Taps every pod, merges their events into one queue; ``close()`` releases all."""
+    """Taps every pod, merges their events into one queue; ``close()`` releases all.
 
-    def __init__(self, pods: list[Pod], spec: dict[str, Any], routes: RouteNamer) -> None:
+    With ``follow`` (a function returning the resource's pods now), pods that appear
+    later (a scale-up, a rollout) are tapped too, as soon as they are running.
+    """
+
+    def __init__(self, pods: list[Pod], spec: dict[str, Any], routes: RouteNamer,
+                 follow: Callable[[], list[Pod]] | None = None) -> None:
         self.pods = pods
+        self.follow = follow
         self.spec = spec
         self.routes = routes
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_MAX)
@@ -244,12 +254,8 @@ class TapSession:
 
     async def start(self) -> None:
         """Start every pod's tap; fails only when none could start."""
-        loop = asyncio.get_running_loop()
         for pod in self.pods:
-            self.started[pod.name] = loop.create_future()
-            task = loop.create_task(self._pump(pod), name=f"tap {pod.namespace}/{pod.name}")
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._tap(pod)
         try:
             done, _ = await asyncio.wait(self.started.values(), timeout=START_TIMEOUT)
         except BaseException:  # the caller went away while the taps started
@@ -259,6 +265,27 @@ class TapSession:
         if len(errors) == len(self.pods):
             self.close()
             raise BadGateway(f"cannot tap any pod: {errors[0]}")
+        if self.follow is not None:
+            self._spawn(self._follow(), "tap: new pods")
+
+    def _tap(self, pod: Pod) -> None:
+        self.started[pod.name] = asyncio.get_running_loop().create_future()
+        self._spawn(self._pump(pod), f"tap {pod.namespace}/{pod.name}")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _follow(self) -> None:
+        assert self.follow is not None
+        while not self.closed:
+            await asyncio.sleep(FOLLOW_INTERVAL)
+            for pod in self.follow():
+                if pod.name not in self.started:
+                    log.info("tap: following new pod %s/%s", pod.namespace, pod.name)
+                    self.pods.append(pod)
+                    self._tap(pod)
 
     def close(self) -> None:
         """Cancel every pump; each closes its own connection, so nothing here awaits
@@ -354,7 +381,8 @@ async def open_session(plane: ControlPlane, body: TapIn, reveal: str | None) -> 
         raise NotFound(f'no pods to tap for type="{kind.name}" name="{name}"')
     spec = {"filter": flt, "max_rps": body.max_rps / len(pods), "headers": body.headers,
             "reveal": body.reveal, "failures": body.failures, "since": body.since}
-    session = TapSession(pods, spec, RouteNamer(plane))
+    session = TapSession(pods, spec, RouteNamer(plane),
+                         follow=lambda: pods_of(plane, kind, name, body.namespace))
     await session.start()
     return session
 
