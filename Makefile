@@ -11,7 +11,7 @@ TEST_DEBS  := curl prometheus tmux chromium
 UI         := src/shoal/web/ui
 UI_BUILT   := $(UI)/dist/index.html
 UI_SOURCES := $(shell find $(UI)/src $(UI)/index.html $(UI)/vite.config.js $(UI)/package-lock.json -type f 2>/dev/null)
-BENCH_DEBS := wrk nginx haproxy
+BENCH_DEBS := wrk nginx haproxy chromium
 
 .PHONY: all venv ui test unit demo bench tutorial lint lock clean debs-test debs-bench debs-node
 
@@ -49,8 +49,9 @@ unit: $(STAMP)
 demo: $(STAMP) $(UI_BUILT)
 	$(BIN)/shoal demo
 
-bench: $(STAMP) debs-bench
+bench: $(STAMP) debs-bench $(UI_BUILT)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.dashboard
 
 # Regenerate docs/TUTORIAL.md from a real run of the demo (about 3 minutes).
 tutorial: $(STAMP) $(UI_BUILT)

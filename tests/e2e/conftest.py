@@ -53,7 +53,7 @@ def _shoal(home: Path, *args: str, timeout: float = 240) -> subprocess.Completed
                           timeout=timeout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Iterator[Demo]:
     home = tmp_path_factory.mktemp("e2e") / "home"
     r = _shoal(home, "demo", "--detach", "--api", "127.0.0.1:0", "--scrape-interval", "1s",
@@ -73,8 +73,10 @@ def demo(tmp_path_factory) -> Iterator[Demo]:
         _shoal(home, "demo", "--down", timeout=120)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    # module scope, not session: Playwright's sync API keeps an event loop running in
+    # this thread while it is up, and other tests on this worker call asyncio.run()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -83,7 +85,7 @@ def browser() -> Iterator[object]:
         b.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def session_state(browser, demo, tmp_path_factory) -> str:
     """Cookies of a browser signed in with a one-time link."""
     ctx = browser.new_context()

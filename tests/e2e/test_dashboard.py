@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import time
 
 import httpx
@@ -113,6 +114,23 @@ def test_deployment_page(page):
     shot(page, "04-pod-web")
 
 
+def test_replica_set_and_service_pages(page, demo):
+    rs = [r["name"] for r in demo.api("/api/v1/replicasets", namespace=NS)
+          if r["deployment"] == "emoji"][0]
+    page.goto(f"{page.base}/namespaces/{NS}/replicasets/{rs}")
+    page.get_by_test_id("chip-meshed").wait_for()
+    assert "2/2" in page.get_by_test_id("chip-meshed").inner_text()
+    wait_rows(page, "table-pods", 2)
+    wait_rows(page, "table-inbound")
+    shot(page, "04b-replicaset-emoji")
+    page.goto(f"{page.base}/namespaces/{NS}/services/voting")
+    page.get_by_test_id("chip-meshed").wait_for()
+    wait_rows(page, "table-inbound")
+    assert "web" in names(page, "table-inbound")
+    page.goto(f"{page.base}/namespaces/{NS}/deployments/no-such-thing")
+    page.get_by_test_id("resource-missing").wait_for()
+
+
 def test_top_shows_live_calls_and_links_to_tap(page):
     page.goto(f"{page.base}/top?namespace={NS}&resource=deploy/web")
     page.get_by_test_id("start").click()
@@ -144,6 +162,10 @@ def test_tap_rows_within_5s_expand_and_escape(page, demo):
     assert path.inner_text().strip().endswith(XSS)
     assert page.evaluate("() => [...document.scripts].every(s => !s.text.includes('alert'))")
     row = page.locator('[data-testid="tap-row"]', has=path).first
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"tap-row\"]')]"
+                           ".some(r => r.innerText.includes('alert(1)') && "
+                           "r.innerText.includes('404'))", timeout=10000)
+    page.get_by_test_id("stop").click()  # rows stop moving, so the click lands
     row.click()
     detail = page.get_by_test_id("tap-detail").first
     detail.wait_for()
@@ -154,7 +176,6 @@ def test_tap_rows_within_5s_expand_and_escape(page, demo):
         assert title in text.lower()
     assert XSS in text and "404" in text
     shot(page, "06-tap")
-    page.get_by_test_id("stop").click()
 
 
 def test_routes_page(page):
@@ -238,3 +259,31 @@ def test_no_token_no_dashboard(browser, demo):
     pg.locator('button[type="submit"]').click()
     pg.wait_for_url(re.compile(r".*/namespaces/shoalvoto$"))
     ctx.close()
+
+
+def test_rollout_lists_the_old_replica_set_unlinked(page, demo):
+    """Last in the module: it replaces web's pods. As the seed shows for Kubernetes,
+    after a rollout the old replica set is listed with no pods and no link."""
+    from tests.e2e.conftest import _shoal
+
+    before = {r["name"] for r in demo.api("/api/v1/replicasets", namespace=NS)
+              if r["deployment"] == "web"}
+    r = _shoal(demo.home, "run", "-n", NS, "--name", "web", "--port", "8080",
+               f"--env=SHOAL_HOME={demo.home}", "--env=COLOR=blue", "--",
+               sys.executable, "-m", "shoal.demo.web", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    page.goto(f"{page.base}/namespaces/{NS}")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"table-replicasets\"] "
+        "[data-testid=\"row\"]')].filter(r => r.dataset.name.startsWith('web-')).length >= 2",
+        timeout=60000)
+    (old,) = before
+    row = page.locator(f'[data-testid="table-replicasets"] [data-name="{old}"]')
+    page.wait_for_function(
+        "n => document.querySelector(`[data-testid=\"table-replicasets\"] "
+        "[data-name=\"${n}\"]`)?.innerText.includes('old, no pods')", arg=old, timeout=60000)
+    assert row.get_by_test_id("name-link").count() == 0
+    new = [n for n in names(page, "table-replicasets") if n.startswith("web-") and n != old]
+    assert page.locator(f'[data-testid="table-replicasets"] [data-name="{new[0]}"] '
+                        '[data-testid="name-link"]').count() == 1
+    shot(page, "12-rollout-replicasets")

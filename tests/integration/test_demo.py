@@ -66,7 +66,7 @@ def test_demo_shows_the_whole_lab_then_stops_cleanly(tmp_path):
         while not (line := demo.stdout.readline()).startswith("  stop:"):
             assert line, f"demo exited early:\n{''.join(out)}\n{demo.stderr.read()}"
             out.append(line)
-        url = re.search(r"control:\s+(http://[\d.:]+)", "".join(out))
+        url = re.search(r"dashboard:\s+(http://[\d.:]+)", "".join(out))
         assert url and "shoal demo is running.\n" in out
         pods = json.loads(_cli(home, "get", "pods", "-n", "shoalvoto", "-o", "json"))
         assert Counter(p["deployment"] for p in pods) == \

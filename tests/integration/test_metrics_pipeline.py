@@ -112,7 +112,7 @@ def test_scrape_loop_feeds_the_api_and_reports_bad_targets(plane):
     assert any("limit" in e for e in errors), errors
     assert len(errors) == 3
 
-    client = TestClient(create_app(plane))
+    client = TestClient(create_app(plane), base_url="http://127.0.0.1")
     h = {"authorization": f"Bearer {plane.token}"}
     health = client.get("/api/v1/health", headers=h).json()
     metrics = next(c for c in health["components"] if c["name"] == "metrics")
@@ -169,14 +169,14 @@ def test_scrape_loop_feeds_the_api_and_reports_bad_targets(plane):
     ({"resource": "deploy", "to_namespace": "x"}, "--to-namespace requires --to"),
 ])
 def test_bad_stat_queries_are_400_with_the_reason(plane, params, reason):
-    client = TestClient(create_app(plane))
+    client = TestClient(create_app(plane), base_url="http://127.0.0.1")
     r = client.get("/api/v1/stat", params=params,
                    headers={"authorization": f"Bearer {plane.token}"})
     assert r.status_code == 400 and reason in r.json()["error"], r.text
 
 
 def test_bad_ranges_are_400(plane):
-    client = TestClient(create_app(plane))
+    client = TestClient(create_app(plane), base_url="http://127.0.0.1")
     h = {"authorization": f"Bearer {plane.token}"}
     for params, reason in (({"start": T0, "end": T0 - 10}, "end must be after"),
                            ({"start": T0, "end": T0 + 100, "step": "1s"}, "shorter than"),

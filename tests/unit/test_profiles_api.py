@@ -26,7 +26,7 @@ STRESS = {"apiVersion": "linkerd.io/v1alpha2", "kind": "ServiceProfile",
 def api(home):
     plane = ControlPlane.open(ControlConfig(home=home))
     plane.registry.apply(DeploymentSpec("todo", "todoui", ("app",), 8080))
-    client = TestClient(create_app(plane))
+    client = TestClient(create_app(plane), base_url="http://127.0.0.1")
     client.headers["authorization"] = f"Bearer {plane.token}"
     return plane, client
 

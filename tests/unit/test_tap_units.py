@@ -113,7 +113,7 @@ def test_resources_and_to_filters():
 @pytest.fixture
 def client(tmp_path):
     plane = ControlPlane.open(ControlConfig(home=tmp_path))
-    with TestClient(create_app(plane)) as c:
+    with TestClient(create_app(plane), base_url="http://127.0.0.1") as c:
         c.headers["authorization"] = f"Bearer {plane.token}"
         c.plane = plane  # type: ignore[attr-defined]
         yield c

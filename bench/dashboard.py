@@ -1,0 +1,236 @@
+"""The dashboard with a large mesh, in a real browser (headless Chromium).
+
+    python -m bench.dashboard                 # 200 deployments, 1000 pods
+    python -m bench.dashboard --deployments 60 --pods 300 --no-write
+
+A control plane runs in process with the resources registered in its registry and a
+minute of traffic from synthetic proxies (real ``ProxyMetrics`` through the product's
+store, ``shoal.viz.synthetic``): one namespace holds half of the deployments (its
+page and graph are the worst case), the others share the rest. Playwright drives
+Debian's Chromium and measures, as medians of several loads:
+
+  * overview: navigation start to the namespace table showing every namespace's RPS;
+  * namespace page: to the deployment table full and the topology graph laid out;
+  * graph interaction: frame times while the graph is dragged and zoomed;
+  * the API answers behind those pages, timed from Python.
+
+Results go to the terminal and, unless --no-write, to the dashboard section of
+BENCHMARKS.md (between its markers; the rest of the file is left as it is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN = "<!-- dashboard:begin (written by python -m bench.dashboard) -->"
+END = "<!-- dashboard:end -->"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync",
+                 "--disable-quic"]
+
+
+def build_mesh(home: Path, deployments: int, pods: int, scrapes: int = 7):
+    """A control plane (not started) with the mesh registered and a minute of traffic."""
+    from shoal.control.api import create_app
+    from shoal.control.config import ControlConfig
+    from shoal.control.metrics import Metrics
+    from shoal.control.plane import ControlPlane
+    from shoal.control.registry import DeploymentSpec
+    from shoal.viz.synthetic import Mesh, SyntheticProxy
+
+    plane = ControlPlane.open(ControlConfig(home=home, pod_stale_after=3600))
+    metrics = Metrics.attach(plane)
+    per_pod = max(1, pods // deployments)
+    big = deployments // 2
+    others = deployments - big
+    layout = [("big", i) for i in range(big)]
+    layout += [(f"team-{i % 10}", i) for i in range(others)]
+    workloads: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for ns, i in layout:
+        name = f"svc-{i:03d}"
+        spec = DeploymentSpec(namespace=ns, name=name, command=("app", name), port=8080,
+                              env=(), replicas=per_pod)
+        _, rs, _ = plane.registry.apply(spec)
+        for j in range(per_pod):
+            pod = f"{rs['name']}-p{j:04d}"
+            plane.registry.report_pod(ns, pod, rs["name"], {
+                "status": "Running", "ready": True, "containers_ready": 2, "containers": 2,
+                "admin": f"127.0.0.{1 + (j % 200)}:{20000 + i}"})
+            workloads.setdefault((ns, name), []).append({
+                "namespace": ns, "deployment": name, "pod": pod,
+                "pod_template_hash": rs["pod_template_hash"], "serviceaccount": "default"})
+    proxies = []
+    names = sorted(workloads)
+    for k, (ns, name) in enumerate(names):
+        same = [n for n in names if n[0] == ns]
+        at = same.index((ns, name))
+        callees = [same[(at + d) % len(same)] for d in (1, 2, 5) if len(same) > d]
+        for w in workloads[(ns, name)]:
+            peers = [workloads[c][0] for c in callees]
+            proxies.append(SyntheticProxy(w, peers, [], seed=k))
+    now = time.time()
+    mesh = Mesh(metrics.store, proxies, start=now - (scrapes - 1) * 10.0, interval=10.0)
+    mesh.run(scrapes, 2)
+    return plane, create_app(plane)
+
+
+def timed_api(url: str, token: str, runs: int = 5) -> dict[str, float]:
+    headers = {"authorization": f"Bearer {token}"}
+    calls = {
+        "stat namespaces": ("/api/v1/stat", {"resource": "namespace", "window": "1m"}),
+        "stat deployments (big ns)": ("/api/v1/stat", {"resource": "deployment",
+                                                       "namespace": "big"}),
+        "stat pods (big ns)": ("/api/v1/stat", {"resource": "pod", "namespace": "big"}),
+        "edges (big ns)": ("/api/v1/edges", {"resource": "deployment", "namespace": "big"}),
+    }
+    out = {}
+    with httpx.Client(base_url=url, headers=headers, timeout=60, trust_env=False) as c:
+        for label, (path, params) in calls.items():
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                c.get(path, params=params).raise_for_status()
+                times.append(time.perf_counter() - t)
+            out[label] = statistics.median(times) * 1000
+    return out
+
+
+def browser_numbers(url: str, token: str, deployments_big: int, namespaces: int,
+                    runs: int = 5) -> dict[str, float]:
+    from playwright.sync_api import sync_playwright
+
+    ticket = httpx.post(f"{url}/api/v1/dashboard/tickets", json={}, trust_env=False,
+                        headers={"authorization": f"Bearer {token}"}).json()["path"]
+    out: dict[str, float] = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url + ticket)
+        overview, ns_page, graph = [], [], []
+        for _ in range(runs):
+            page.goto(f"{url}/namespaces?window=1m", wait_until="commit")
+            page.wait_for_function(
+                """n => document.querySelectorAll('[data-testid="table-http"] '
+                       + '[data-testid="row"]').length >= n""",
+                arg=namespaces, timeout=30000)
+            overview.append(page.evaluate("performance.now()"))
+            page.goto(f"{url}/namespaces/big?window=1m", wait_until="commit")
+            page.wait_for_function(
+                """n => document.querySelectorAll('[data-testid="table-deployments"] '
+                       + '[data-testid="row"]').length >= n""",
+                arg=deployments_big, timeout=30000)
+            ns_page.append(page.evaluate("performance.now()"))
+            page.wait_for_function(
+                """n => { const g = document.querySelector('[data-testid="topology"]');
+                          return g && Number(g.dataset.nodes) >= n }""",
+                arg=deployments_big, timeout=30000)
+            graph.append(page.evaluate("performance.now()"))
+        out["overview: all namespaces shown (ms)"] = statistics.median(overview)
+        out["namespace page: deployment table full (ms)"] = statistics.median(ns_page)
+        out["namespace page: graph laid out (ms)"] = statistics.median(graph)
+        out.update(_interaction(page))
+        browser.close()
+    return out
+
+
+def _interaction(page) -> dict[str, float]:
+    """Drag and wheel-zoom the graph while counting animation frames."""
+    box = page.locator('[data-testid="topology"]').bounding_box()
+    page.evaluate("""() => { window.__frames = []; let last = performance.now();
+        const tick = t => { window.__frames.push(t - last); last = t;
+                            if (window.__frames.length < 100000) requestAnimationFrame(tick) };
+        requestAnimationFrame(tick) }""")
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    t0 = time.perf_counter()
+    for k in range(3):
+        page.mouse.move(cx, cy)
+        page.mouse.down()
+        for i in range(30):
+            page.mouse.move(cx + (i - 15) * 8, cy + (k - 1) * 40 + i * 2)
+        page.mouse.up()
+        for _ in range(10):
+            page.mouse.wheel(0, -120 if k % 2 else 120)
+    busy = time.perf_counter() - t0
+    frames = page.evaluate("window.__frames.slice(2)")
+    frames = sorted(frames) or [0.0]
+    return {"graph drag+zoom: median frame (ms)": statistics.median(frames),
+            "graph drag+zoom: p95 frame (ms)": frames[int(len(frames) * 0.95) - 1],
+            "graph drag+zoom: 120 input events took (ms)": busy * 1000}
+
+
+def render(meta: dict[str, object], api: dict[str, float], ui: dict[str, float]) -> str:
+    lines = [BEGIN, "", f"Measured {meta['when']} with {meta['deployments']} deployments and "
+             f"{meta['pods']} pods in {meta['namespaces']} namespaces (the `big` namespace "
+             f"holds {meta['big']} deployments); headless Chromium {meta['chromium']}; "
+             "medians of 5 loads. Targets (issue 6): overview under 1 s, the graph "
+             "interactive (frames near 16 ms while dragged).", "",
+             "| measure | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in ui.items()]
+    lines += [f"| API {k} (ms) | {v:.0f} |" for k, v in api.items()]
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def extract_section(old: str | None) -> str | None:
+    """The section between the markers of a previous BENCHMARKS.md, if any."""
+    if old and BEGIN in old and END in old:
+        return BEGIN + old.split(BEGIN, 1)[1].split(END, 1)[0] + END
+    return None
+
+
+def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        new = head + text + rest.split(END, 1)[1]
+    else:
+        marker = "## Notes"
+        block = f"## Dashboard with a large mesh\n\n{text}\n\n"
+        new = old.replace(marker, block + marker, 1) if marker in old else old + "\n" + block
+    path.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--deployments", type=int, default=200)
+    ap.add_argument("--pods", type=int, default=1000)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from tests.support import uvicorn_server
+
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-dash-") as tmp:
+        t = time.perf_counter()
+        plane, app = build_mesh(Path(tmp), args.deployments, args.pods)
+        print(f"bench: mesh built in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        namespaces = len({ns for ns, _ in plane.registry.data["deployments"]})
+        big = args.deployments // 2
+        with uvicorn_server(app) as addr:
+            url = f"http://{addr}"
+            api = timed_api(url, plane.token)
+            ui = browser_numbers(url, plane.token, big, namespaces)
+    import subprocess
+
+    chromium = subprocess.run([CHROMIUM, "--version"], capture_output=True,
+                              text=True).stdout.strip().split(" ")[1:2]
+    meta = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "deployments": args.deployments, "pods": args.pods, "namespaces": namespaces,
+            "big": big, "chromium": (chromium or ["?"])[0]}
+    text = render(meta, api, ui)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
