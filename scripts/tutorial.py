@@ -69,6 +69,72 @@ class Lab:
         self.parts.append(f"```\n$ {command}\n" + "\n".join(out) + "\n```\n")
 
 
+#: (file, title, path, what to wait for, what to do first)
+PAGES = [
+    ("dashboard-namespaces.jpg", "Namespaces: HTTP and TCP metrics per namespace",
+     "/namespaces", '[data-testid="table-http"] [data-testid="row"]', None),
+    ("dashboard-namespace.jpg", "Namespace shoalvoto: the topology graph, then its workloads",
+     f"/namespaces/{NS}", '[data-testid="topology"][data-ready="true"]', None),
+    ("dashboard-deployment.jpg", "Deployment web: its neighbours, live calls and routes",
+     f"/namespaces/{NS}/deployments/web", '[data-testid="octopus"][data-ready="true"]', None),
+    ("dashboard-pod.jpg", "Pod page: one of emoji's two replicas",
+     f"/namespaces/{NS}/pods/{{emoji_pod}}", '[data-testid="octopus"][data-ready="true"]', None),
+    ("dashboard-top.jpg", "Top: live calls per path, with the CLI command it matches",
+     f"/top?namespace={NS}&resource=deploy/web", None, "start"),
+    ("dashboard-tap.jpg", "Tap: every request; a row opens to its headers",
+     f"/tap?namespace={NS}&resource=deploy/web&to_resource=deploy/voting", None, "tap"),
+    ("dashboard-controlplane.jpg", "Control plane: components, proxies and `shoal check`",
+     "/controlplane", '[data-testid="component"]', "check"),
+    ("dashboard-history.jpg", "History of deployment web (15 minutes; drag to zoom)",
+     f"/history?scope=deployment&namespace={NS}&name=web&range=15m",
+     '[data-testid="chart"]', None),
+]
+
+
+def screenshots(lab: Lab) -> list[tuple[str, str]]:
+    """Screenshots of the dashboard's pages into docs/img/, with headless Chromium."""
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    control = json.loads((lab.home / "control.json").read_text())
+    token = (lab.home / "token").read_text().strip()
+    ticket = httpx.post(control["url"] + "/api/v1/dashboard/tickets", json={},
+                        headers={"authorization": f"Bearer {token}"}, trust_env=False).json()
+    pods = httpx.get(control["url"] + "/api/v1/pods", params={"namespace": NS},
+                     headers={"authorization": f"Bearer {token}"}, trust_env=False).json()
+    emoji_pod = next(p["name"] for p in pods if p["deployment"] == "emoji")
+    out = ROOT / "docs" / "img"
+    out.mkdir(parents=True, exist_ok=True)
+    shots = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(control["url"] + ticket["path"])
+        for name, title, path, ready, action in PAGES:
+            page.goto(control["url"] + path.format(emoji_pod=emoji_pod))
+            if ready:
+                page.locator(ready).first.wait_for(timeout=30000)
+            if action in ("start", "tap"):
+                page.get_by_test_id("start").click()
+                page.get_by_test_id("tap-row" if action == "tap" else "row").first.wait_for()
+                time.sleep(4)
+            if action == "tap":
+                page.get_by_test_id("stop").click()
+                page.get_by_test_id("tap-row").nth(2).click()
+                page.get_by_test_id("tap-detail").wait_for()
+                page.get_by_test_id("tap-detail").scroll_into_view_if_needed()
+            if action == "check":
+                page.get_by_test_id("run-check").click()
+                page.get_by_test_id("check-results").wait_for()
+            time.sleep(2.5)  # a refresh or two, and the charts' last frame
+            page.screenshot(path=str(out / name), type="jpeg", quality=80)
+            shots.append((name, title))
+        browser.close()
+    return shots
+
+
 def _clean(text: str) -> str:
     """Drop this run's temporary paths from captured output."""
     return re.sub(r"/tmp/[^\s'\"]+", "<tmp>", text)
@@ -151,7 +217,18 @@ One line per request, response and end, as `linkerd viz tap`. Headers such as
     first = raw.split("\n}\n")[0] + "\n}" if raw.strip().startswith("{") else raw
     lab.show("shoal tap deploy/web -n shoalvoto --to deploy/voting -o json", first, lines=40)
 
-    lab.say("""## 6. A timeout on a slow route: service profiles and `routes`
+    lab.say("""## 6. The dashboard
+
+`shoal dashboard` prints a one-time login link (`--open` opens a browser). The same
+numbers, live, in the browser: the namespace page starts with the topology graph,
+every table row links to its resource and its history.""")
+    lab.show("shoal dashboard", re.sub(r"http://127\.0\.0\.1:\d+/login\?ticket=\S+",
+                                       "http://127.0.0.1:50750/login?ticket=...",
+                                       lab.sh("dashboard")))
+    for name, title in screenshots(lab):
+        lab.say(f"**{title}**\n\n![{title}](img/{name})")
+
+    lab.say("""## 7. A timeout on a slow route: service profiles and `routes`
 
 Some results take hundreds of milliseconds. A service profile names web's routes and
 gives `GET /api/results` a 100 ms timeout: vote-bot's proxy now answers 504 for the
@@ -172,7 +249,7 @@ its proxy, as the app itself would): the slow answers are now cut at 100 ms.""")
     lab.show("shoal routes deploy/vote-bot --to deploy/web -n shoalvoto",
              lab.sh("routes", "deploy/vote-bot", "--to", "deploy/web", "-n", NS))
 
-    lab.say("""## 7. A rolling update
+    lab.say("""## 8. A rolling update
 
 Running `shoal run` again with a changed spec rolls out a new replica set; while it
 happens, and after, both replica sets are listed (the old one with no pods), as the
@@ -181,7 +258,7 @@ lab shows for Kubernetes deployments.""")
            "--env=COLOR=blue", "--", sys.executable, "-m", "shoal.demo.web", timeout=300)
     lab.show("shoal get rs -n shoalvoto", lab.sh("get", "rs", "-n", NS))
 
-    lab.say("""## 8. The control plane goes away; traffic does not
+    lab.say("""## 9. The control plane goes away; traffic does not
 
 Kill the control plane outright. Proxies keep their endpoints and certificates, so
 calls carry on; their own metrics show the counts still rising.""")
@@ -202,7 +279,7 @@ calls carry on; their own metrics show the counts still rising.""")
     lab.sh("up", "--api", control["url"].rsplit("//", 1)[1], timeout=120)
     lab.say("""`shoal up` brings it back; supervisors and proxies reconnect on their own.
 
-## 9. Stop
+## 10. Stop
 
 `shoal demo --down` (or Ctrl-C on a foreground `shoal demo`) stops everything it
 started.""")
