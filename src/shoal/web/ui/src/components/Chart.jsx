@@ -14,7 +14,10 @@ export const PALETTE = ['#2563eb', '#16a34a', '#dc2626', '#d97706', '#7c3aed', '
  * xs: unix seconds; series: [{label, values, color?}] aligned with xs; range: [start, end];
  * fmt: value -> text (axis and legend).
  */
-export function Chart({ title, xs, series, range, fmt = String, onZoom, height = 200, empty, syncKey = 'shoal', yMin, yMax }) {
+// counts (connections, fds) get whole-number ticks: 0.5 steps would print as 0, 1, 1, 2
+const INTEGER_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 100000];
+
+export function Chart({ title, xs, series, range, fmt = String, onZoom, height = 200, empty, syncKey = 'shoal', yMin, yMax, integer = false }) {
   const host = useRef(null);
   const plot = useRef(null);
   const props = useRef({});
@@ -66,7 +69,7 @@ export function Chart({ title, xs, series, range, fmt = String, onZoom, height =
           ],
           axes: [
             { stroke: '#52606d', grid: { stroke: '#eef1f4' }, ticks: { stroke: '#d9dee4' } },
-            { stroke: '#52606d', size: 70, grid: { stroke: '#eef1f4' }, ticks: { stroke: '#d9dee4' }, values: (u, vals) => vals.map((v) => props.current.fmt(v)) },
+            { stroke: '#52606d', size: 70, grid: { stroke: '#eef1f4' }, ticks: { stroke: '#d9dee4' }, values: (u, vals) => vals.map((v) => props.current.fmt(v)), ...(integer ? { incrs: INTEGER_STEPS } : {}) },
           ],
           cursor: { drag: { x: true, y: false, setScale: false }, sync: { key: syncKey } },
           legend: { live: true },

@@ -144,7 +144,7 @@ function ResourceCharts({ scope, ns, name, range, onZoom }) {
         <Chart title="Success rate" xs={d.xs} series={d.success} range={rg} fmt={fmtPct} onZoom={onZoom} yMax={100} />
         <Chart title="Request rate by TLS" xs={d.xs} series={d.rps} range={rg} fmt={fmtRps} onZoom={onZoom} yMin={0} />
         <Chart title="Latency (p50, p95, p99)" xs={d.xs} series={d.latency} range={rg} fmt={fmtMs} onZoom={onZoom} yMin={0} />
-        <Chart title="TCP connections" xs={d.xs} series={d.conns} range={rg} fmt={(v) => count(v)} onZoom={onZoom} yMin={0} />
+        <Chart title="TCP connections" xs={d.xs} series={d.conns} range={rg} fmt={(v) => count(v)} onZoom={onZoom} yMin={0} integer />
         <Chart title="TCP bytes/s (read, write)" xs={d.xs} series={d.tcpBytes} range={rg} fmt={byteRate} onZoom={onZoom} yMin={0} />
         {peerQueries(scope, ns, name).map((p) => (
           <PeerChart key={p.title} p={p} range={range} onZoom={onZoom} />
@@ -202,7 +202,7 @@ function ProxyCharts({ ns, range, onZoom }) {
   const defs = [
     { title: 'CPU (cores) per proxy', metric: 'process_cpu_seconds_total', fn: 'rate', fmt: fmtCores },
     { title: 'Memory (resident) per proxy', metric: 'process_resident_memory_bytes', fn: 'gauge', fmt: (v) => bytes(v) },
-    { title: 'Open file descriptors per proxy', metric: 'process_open_fds', fn: 'gauge', fmt: (v) => count(v) },
+    { title: 'Open file descriptors per proxy', metric: 'process_open_fds', fn: 'gauge', fmt: (v) => count(v), integer: true },
   ];
   return (
     <div class="charts">
@@ -225,7 +225,7 @@ function ProxyChart({ d, selector, range, onZoom }) {
   return (
     <div class="chart-cell">
       <ErrorBanner error={r.error} what={d.title} />
-      <Chart title={d.title} xs={cols.xs} series={cols.series} range={[range.start, range.end]} fmt={d.fmt} onZoom={onZoom} yMin={0} />
+      <Chart title={d.title} xs={cols.xs} series={cols.series} range={[range.start, range.end]} fmt={d.fmt} onZoom={onZoom} yMin={0} integer={!!d.integer} />
     </div>
   );
 }
