@@ -57,7 +57,7 @@ def _shoal(home: Path, *args: str, timeout: float = 240) -> subprocess.Completed
 def demo(tmp_path_factory) -> Iterator[Demo]:
     home = tmp_path_factory.mktemp("e2e") / "home"
     r = _shoal(home, "demo", "--detach", "--api", "127.0.0.1:0", "--scrape-interval", "1s",
-               "--rate", "20")
+               "--rate", "10")
     try:
         assert r.returncode == 0, r.stdout + r.stderr
         assert re.search(r"dashboard:  http://127\.0\.0\.1:\d+/login\?ticket=", r.stdout)

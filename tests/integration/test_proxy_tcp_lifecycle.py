@@ -39,7 +39,7 @@ def test_server_speaks_first_protocol_after_detect_timeout(start_proxy):
 
     with tcp_server(greeter) as (host, port):
         p = start_proxy("--app", f"{host}:{port}", "--detect-timeout", "0.5")
-        with socket.create_connection(p.hostport("inbound"), timeout=10) as s:
+        with socket.create_connection(p.hostport("inbound"), timeout=30) as s:
             assert s.recv(100) == b"220 hello\r\n"
             s.sendall(b"QUIT\r\n")
             assert s.recv(100) == b"echo QUIT\r\n"
