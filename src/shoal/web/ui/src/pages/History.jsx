@@ -253,55 +253,13 @@ function ScopeForm({ scope, ns, name, service, route }) {
         </select>
       </label>
       {scope !== 'mesh' ? (
-        <label class="field">
-          <span>Namespace</span>
-          <select data-testid="field-namespace" value={ns} onChange={(e) => setQuery({ namespace: e.currentTarget.value, name: '', route: '', service: '' })}>
-            <option value="">{scope === 'proxies' ? '(all)' : 'Namespace…'}</option>
-            {withValue(namespaces, ns).map((n) => (
-              <option key={n} value={n}>
-                {n}
-              </option>
-            ))}
-          </select>
-        </label>
+        <Pick testid="field-namespace" label="Namespace" value={ns} options={withValue(namespaces, ns)} none={scope === 'proxies' ? '(all)' : 'Namespace…'} onPick={(v) => setQuery({ namespace: v, name: '', route: '', service: '' })} />
       ) : null}
-      {LISTING[scope] ? (
-        <label class="field">
-          <span>{SCOPE_TITLE[scope]}</span>
-          <select data-testid="field-name" value={name} onChange={(e) => setQuery({ name: e.currentTarget.value })}>
-            <option value="">Pick…</option>
-            {withValue(names, name).map((n) => (
-              <option key={n} value={n}>
-                {n}
-              </option>
-            ))}
-          </select>
-        </label>
-      ) : null}
+      {LISTING[scope] ? <Pick testid="field-name" label={SCOPE_TITLE[scope]} value={name} options={withValue(names, name)} onPick={(v) => setQuery({ name: v })} /> : null}
       {scope === 'route' ? (
         <>
-          <label class="field">
-            <span>Service</span>
-            <select data-testid="field-service" value={service} onChange={(e) => setQuery({ service: e.currentTarget.value, route: '' })}>
-              <option value="">Pick…</option>
-              {withValue(names, service).map((n) => (
-                <option key={n} value={n}>
-                  {n}
-                </option>
-              ))}
-            </select>
-          </label>
-          <label class="field">
-            <span>Route</span>
-            <select data-testid="field-route" value={route} onChange={(e) => setQuery({ route: e.currentTarget.value })}>
-              <option value="">Pick…</option>
-              {withValue(routes, route).map((n) => (
-                <option key={n} value={n}>
-                  {n}
-                </option>
-              ))}
-            </select>
-          </label>
+          <Pick testid="field-service" label="Service" value={service} options={withValue(names, service)} onPick={(v) => setQuery({ service: v, route: '' })} />
+          <Pick testid="field-route" label="Route" value={route} options={withValue(routes, route)} onPick={(v) => setQuery({ route: v })} />
         </>
       ) : null}
     </div>
@@ -388,5 +346,22 @@ export function History() {
         <ResourceCharts key={`${scope}/${ns}/${name}`} scope={scope} ns={ns} name={name} range={range} onZoom={onZoom} />
       )}
     </div>
+  );
+}
+
+/** A labelled select of plain string options, with an empty first choice. */
+function Pick({ testid, label, value, options, none = 'Pick…', onPick }) {
+  return (
+    <label class="field">
+      <span>{label}</span>
+      <select data-testid={testid} value={value} onChange={(e) => onPick(e.currentTarget.value)}>
+        <option value="">{none}</option>
+        {options.map((n) => (
+          <option key={n} value={n}>
+            {n}
+          </option>
+        ))}
+      </select>
+    </label>
   );
 }
