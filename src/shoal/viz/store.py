@@ -254,6 +254,9 @@ class Store:
         self._schema_cache: dict[int, tuple[tuple[int, ...], dict[int, int], int]] = {}
         self._select_cache: dict[tuple[str, tuple[Matcher, ...]], list[SeriesInfo]] = {}
         self._records: OrderedDict[tuple[int, int, float], Record] = OrderedDict()
+        #: ``around`` answers until the next write: one stat asks the same windows of
+        #: the same proxies for each of its metrics
+        self._around: dict[tuple[int, int, float, float], list[float]] = {}
         self._last_compact = -math.inf
         self._cold_names: dict[str, bool] = {}
         #: newest ingested timestamp; retention and tier choice are relative to it
@@ -336,6 +339,7 @@ class Store:
         t = self._target(target)
         if ts <= t.last_ts:
             return IngestStats(0, 0, 0)
+        self._around.clear()
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -603,6 +607,7 @@ class Store:
             self._select_cache.clear()
         db.execute("PRAGMA incremental_vacuum(256)")
         self._records.clear()
+        self._around.clear()
 
     # -- reading ----------------------------------------------------------
 
@@ -667,13 +672,21 @@ class Store:
     @_locked
     def around(self, target: int, tier: int, a: float, b: float) -> list[float]:
         """The record times a window (a, b] needs: the last <= a, the first > a and the
-        last <= b (three index lookups; sorted, without duplicates)."""
+        last <= b (three index lookups; sorted, without duplicates). Remembered until
+        the next ingest or compaction; treat the list as read-only."""
+        key = (target, tier, a, b)
+        hit = self._around.get(key)
+        if hit is not None:
+            return hit
         q = "SELECT {}(ts) FROM records WHERE tier=? AND target=? AND ts{}?"
         got = {self.db.execute(q.format("max", "<="), (tier, target, a)).fetchone()[0],
                self.db.execute(q.format("min", ">"), (tier, target, a)).fetchone()[0],
                self.db.execute(q.format("max", "<="), (tier, target, b)).fetchone()[0]}
         got.discard(None)
-        return sorted(t for t in got if t <= b)
+        if len(self._around) >= 100_000:
+            self._around.clear()
+        out = self._around[key] = sorted(t for t in got if t <= b)
+        return out
 
     @_locked
     def records(self, target: int, tier: int, times: Iterable[float]) -> dict[float, Record]:
