@@ -28,10 +28,11 @@ def test_fixed_rate_is_what_the_target_counts(app):
 
 
 def test_percentiles_match_the_proxys(app, start_proxy):
-    """Load's p50/p99 and the meshed server's agree: the same requests, seen from both
-    ends of one proxy hop. Latency spreads over 20-400 ms, so a wrong quantile shows;
-    what may differ is the sketch's 1 % plus what the client itself adds (its HTTP
-    stack, the hop, a busy machine): about 5 ms here, allowed up to 15."""
+    """Load's p50/p99 and the meshed server's agree within the metric's precision: the
+    same requests, seen from both ends of one proxy hop, fall in the same Linkerd
+    latency bucket or the next one up. Latency spreads over 20-400 ms, so a wrong
+    quantile shows. The client adds its own time (its HTTP stack, the hop: about 5 ms
+    on a quiet machine, tens of ms at p99 on a busy one), never less."""
     _, addr = app
     p = start_proxy("--app", addr)
     r = load(p.url("inbound", "/sleep?ms=20-400"), "--rate", "40", "--duration", "5s")
@@ -46,11 +47,17 @@ def test_percentiles_match_the_proxys(app, start_proxy):
         if s["labels"].get("direction") == "inbound" and "rt_route" not in s["labels"]:
             sketch.merge(LatencySketch.from_json(s["sketch"]))
     assert sketch.count == 200
+    from bisect import bisect_left
+
+    from shoal.proxy.metrics import LATENCY_BOUNDS
+
     for name, q in (("p50", 0.5), ("p99", 0.99)):
         seen, proxy = float(found[name]), sketch.quantile(q)
-        # the client sees the proxy's latency plus its own: never less (but for the
-        # sketch's 1 % and the printed rounding), and not much more
-        assert proxy * 0.98 - 0.5 <= seen <= proxy * 1.02 + 15, (name, seen, proxy)
+        # never less than the server's time (but for the sketch's 1 % and rounding)
+        assert seen >= proxy * 0.98 - 0.5, (name, seen, proxy)
+        bucket_seen = bisect_left(LATENCY_BOUNDS, seen)
+        bucket_proxy = bisect_left(LATENCY_BOUNDS, proxy)
+        assert bucket_seen - bucket_proxy in (0, 1), (name, seen, proxy)
 
 
 def test_interval_errors_and_headers(app):
