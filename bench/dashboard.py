@@ -4,7 +4,7 @@
     python -m bench.dashboard --deployments 60 --pods 300 --no-write
 
 A control plane runs in process with the resources registered in its registry and a
-minute of traffic from synthetic proxies (real ``ProxyMetrics`` through the product's
+20 seconds of traffic (three scrapes) from synthetic proxies (real ``ProxyMetrics`` through the product's
 store, ``shoal.viz.synthetic``): one namespace holds half of the deployments (its
 page and graph are the worst case), the others share the rest. Playwright drives
 Debian's Chromium and measures, as medians of several loads:
@@ -41,7 +41,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 def build_mesh(home: Path, deployments: int, pods: int, scrapes: int = 3):
-    """A control plane (not started) with the mesh registered and a minute of traffic."""
+    """A control plane (not started) with the mesh registered and 20 s of traffic."""
     from shoal.control.api import create_app
     from shoal.control.config import ControlConfig
     from shoal.control.metrics import Metrics
@@ -129,19 +129,9 @@ def browser_numbers(url: str, token: str, deployments_big: int, namespaces: int,
         overview, ns_page, graph = [], [], []
         for _ in range(runs):
             page.goto(f"{url}/namespaces?window={WINDOW}", wait_until="commit")
-            page.wait_for_function(
-                """n => document.querySelectorAll('[data-testid="table-http"] '
-                       + '[data-testid="row"]').length >= n && document.querySelector(
-                       '[data-testid="table-http"]').innerText.includes('rps')""",
-                arg=namespaces, timeout=30000)
-            overview.append(page.evaluate("performance.now()"))
+            overview.append(_filled(page, "table-http", namespaces))
             page.goto(f"{url}/namespaces/big?window={WINDOW}", wait_until="commit")
-            page.wait_for_function(
-                """n => document.querySelectorAll('[data-testid="table-deployments"] '
-                       + '[data-testid="row"]').length >= n && document.querySelector(
-                       '[data-testid="table-deployments"]').innerText.includes('rps')""",
-                arg=deployments_big, timeout=30000)
-            ns_page.append(page.evaluate("performance.now()"))
+            ns_page.append(_filled(page, "table-deployments", deployments_big))
             page.wait_for_function(
                 """n => { const g = document.querySelector('[data-testid="topology"]');
                           return g && Number(g.dataset.nodes) >= n }""",
@@ -153,6 +143,16 @@ def browser_numbers(url: str, token: str, deployments_big: int, namespaces: int,
         out.update(_interaction(page))
         browser.close()
     return out
+
+
+def _filled(page, table: str, rows: int) -> float:
+    """Wait until ``table`` has ``rows`` rows and numbers in them; performance.now()."""
+    page.wait_for_function(
+        """([t, n]) => { const el = document.querySelector(`[data-testid="${t}"]`);
+                         return el && el.querySelectorAll('[data-testid="row"]').length >= n
+                                && el.innerText.includes('rps') }""",
+        arg=[table, rows], timeout=30000)
+    return page.evaluate("performance.now()")
 
 
 def _interaction(page) -> dict[str, float]:
