@@ -143,8 +143,16 @@ def test_a_pod_that_starts_during_the_tap_is_tapped_too(app, start_proxy, contro
     httpx.get(second.url("inbound", "/from-the-new-pod"), trust_env=False)
     wait_for(lambda: [e for e in s.of("end") if e["pod"] == pod], what="its events")
     assert [e["path"] for e in s.of("req") if e["pod"] == pod] == ["/from-the-new-pod"]
+    # the same pod's proxy restarts on another tap address: tapped again
+    second.stop()
+    third = start_proxy("--app", addr, "--inbound", "127.0.0.1:0")
+    assert control.add_pod("web", third, n=1) == pod
+    wait_for(lambda: subs(third) == 1, timeout=15, what="the restarted proxy tapped")
+    httpx.get(third.url("inbound", "/after-the-restart"), trust_env=False)
+    wait_for(lambda: [e for e in s.of("req") if e["path"] == "/after-the-restart"],
+             what="events after the restart")
     s.close()
-    wait_for(lambda: subs(first) == 0 and subs(second) == 0, timeout=5, what="released")
+    wait_for(lambda: subs(first) == 0 and subs(third) == 0, timeout=5, what="released")
 
 
 def test_server_sent_events_carry_the_same_events(app, start_proxy, control):

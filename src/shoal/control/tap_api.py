@@ -235,7 +235,8 @@ class TapSession:
     """Taps every pod, merges their events into one queue; ``close()`` releases all.
 
     With ``follow`` (a function returning the resource's pods now), pods that appear
-    later (a scale-up, a rollout) are tapped too, as soon as they are running.
+    later (a scale-up, a rollout) are tapped too, as soon as they are running, and so
+    is a pod whose proxy came back on another tap address.
     """
 
     def __init__(self, pods: list[Pod], spec: dict[str, Any], routes: RouteNamer,
@@ -249,6 +250,7 @@ class TapSession:
         self.dropped = 0
         self.recorder: dict[str, int] = {}
         self.started: dict[str, asyncio.Future[str]] = {}
+        self.tapped: set[tuple[str, str]] = set()  # (pod, tap address) streams opened
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
 
@@ -269,6 +271,7 @@ class TapSession:
             self._spawn(self._follow(), "tap: new pods")
 
     def _tap(self, pod: Pod) -> None:
+        self.tapped.add((pod.name, pod.tap))
         self.started[pod.name] = asyncio.get_running_loop().create_future()
         self._spawn(self._pump(pod), f"tap {pod.namespace}/{pod.name}")
 
@@ -282,9 +285,10 @@ class TapSession:
         while not self.closed:
             await asyncio.sleep(FOLLOW_INTERVAL)
             for pod in self.follow():
-                if pod.name not in self.started:
-                    log.info("tap: following new pod %s/%s", pod.namespace, pod.name)
-                    self.pods.append(pod)
+                if (pod.name, pod.tap) not in self.tapped:
+                    log.info("tap: following %s/%s at %s", pod.namespace, pod.name, pod.tap)
+                    if pod.name not in self.started:
+                        self.pods.append(pod)
                     self._tap(pod)
 
     def close(self) -> None:
