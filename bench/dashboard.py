@@ -3,11 +3,11 @@
     python -m bench.dashboard                 # 200 deployments, 1000 pods
     python -m bench.dashboard --deployments 60 --pods 300 --no-write
 
-A control plane runs in process with the resources registered in its registry and a
-20 seconds of traffic (three scrapes) from synthetic proxies (real ``ProxyMetrics`` through the product's
-store, ``shoal.viz.synthetic``): one namespace holds half of the deployments (its
-page and graph are the worst case), the others share the rest. Playwright drives
-Debian's Chromium and measures, as medians of several loads:
+A control plane runs in process with the resources registered in its registry and 20
+seconds of traffic (three scrapes) from synthetic proxies (real ``ProxyMetrics``
+through the product's store, ``shoal.viz.synthetic``): one namespace holds half of the
+deployments (its page and graph are the worst case), the others share the rest.
+Playwright drives Debian's Chromium and measures, as medians of several loads:
 
   * overview: navigation start to the namespace table showing every namespace's RPS;
   * namespace page: to the deployment table full and the topology graph laid out;
