@@ -104,8 +104,9 @@ class StoreConfig:
     history_step: float = 600.0
     #: seconds between two retention passes (run from ingest)
     compact_every: float = 60.0
-    #: decoded records kept in memory for queries
-    cache_records: int = 1024
+    #: decoded records kept in memory for queries, in bytes: a dashboard refresh over
+    #: 1000 proxies reads each one's window edges, which must all fit
+    cache_bytes: int = 48 << 20
     #: SQLite page cache, KiB
     sqlite_cache_kib: int = 8192
 
@@ -169,6 +170,10 @@ class Record:
             self.cold = _unpack(self._cold_blob) if self._cold_blob else array("d")
         i -= self.n_hot
         return self.cold[i] if i < len(self.cold) else None
+
+    def size(self) -> int:
+        """Bytes it holds once its buckets are decoded (an estimate, for the cache)."""
+        return 8 * len(self.pos) + len(self._cold_blob or b"") + 200
 
     def values(self) -> list[float]:
         """Every value, in schema order."""
@@ -254,9 +259,10 @@ class Store:
         self._schema_cache: dict[int, tuple[tuple[int, ...], dict[int, int], int]] = {}
         self._select_cache: dict[tuple[str, tuple[Matcher, ...]], list[SeriesInfo]] = {}
         self._records: OrderedDict[tuple[int, int, float], Record] = OrderedDict()
-        #: ``around`` answers until the next write: one stat asks the same windows of
-        #: the same proxies for each of its metrics
-        self._around: dict[tuple[int, int, float, float], list[float]] = {}
+        self._records_bytes = 0
+        #: ``around`` answers per proxy until that proxy's next scrape: one stat asks
+        #: the same windows of the same proxies for each of its metrics
+        self._around: dict[int, dict[tuple[int, float, float], list[float]]] = {}
         self._last_compact = -math.inf
         self._cold_names: dict[str, bool] = {}
         #: newest ingested timestamp; retention and tier choice are relative to it
@@ -339,7 +345,7 @@ class Store:
         t = self._target(target)
         if ts <= t.last_ts:
             return IngestStats(0, 0, 0)
-        self._around.clear()
+        self._around.pop(t.id, None)
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -607,6 +613,7 @@ class Store:
             self._select_cache.clear()
         db.execute("PRAGMA incremental_vacuum(256)")
         self._records.clear()
+        self._records_bytes = 0
         self._around.clear()
 
     # -- reading ----------------------------------------------------------
@@ -673,9 +680,12 @@ class Store:
     def around(self, target: int, tier: int, a: float, b: float) -> list[float]:
         """The record times a window (a, b] needs: the last <= a, the first > a and the
         last <= b (three index lookups; sorted, without duplicates). Remembered until
-        the next ingest or compaction; treat the list as read-only."""
-        key = (target, tier, a, b)
-        hit = self._around.get(key)
+        that proxy's next ingest or a compaction; treat the list as read-only."""
+        memo = self._around.get(target)
+        if memo is None or len(memo) >= 64:
+            memo = self._around[target] = {}
+        key = (tier, a, b)
+        hit = memo.get(key)
         if hit is not None:
             return hit
         q = "SELECT {}(ts) FROM records WHERE tier=? AND target=? AND ts{}?"
@@ -683,9 +693,7 @@ class Store:
                self.db.execute(q.format("min", ">"), (tier, target, a)).fetchone()[0],
                self.db.execute(q.format("max", "<="), (tier, target, b)).fetchone()[0]}
         got.discard(None)
-        if len(self._around) >= 100_000:
-            self._around.clear()
-        out = self._around[key] = sorted(t for t in got if t <= b)
+        out = memo[key] = sorted(t for t in got if t <= b)
         return out
 
     @_locked
@@ -715,8 +723,9 @@ class Store:
             _, pos, n_hot = self._schema(row[1])
             rec = Record(row[0], pos, n_hot, _unpack(row[2]), row[3])
             self._records[key] = rec
-            if len(self._records) > self.config.cache_records:
-                self._records.popitem(last=False)
+            self._records_bytes += rec.size()
+            while self._records_bytes > self.config.cache_bytes and len(self._records) > 1:
+                self._records_bytes -= self._records.popitem(last=False)[1].size()
         else:
             self._records.move_to_end(key)
         return rec
@@ -726,12 +735,18 @@ class Store:
                    ) -> dict[Hashable, LatencySketch]:
         """Merged latency deltas in (a, b] of the sketch series in ``groups`` (id -> group)."""
         sums: dict[Hashable, DenseSum] = {}
-        targets = dict.fromkeys(self.series[sid].target for sid in groups)
-        for target in targets:
+        targets: dict[int, list[int]] = {}
+        for sid in groups:
+            targets.setdefault(self.series[sid].target, []).append(sid)
+        for target, sids in targets.items():
+            # a proxy keeps several sketches (inbound, per destination, per route):
+            # fetch only the asked ones when they are few, let SQLite skip the rest
+            only = f" AND series IN ({','.join('?' * len(sids))})" if len(sids) <= 64 else ""
             for tier, lo, hi in self._pieces(target, a, b):
                 for sid, data in self.db.execute(
                         "SELECT series, data FROM sketches WHERE tier=? AND target=? "
-                        "AND ts>? AND ts<=?", (tier, target, lo, hi)):
+                        "AND ts>? AND ts<=?" + only,
+                        (tier, target, lo, hi, *sids) if only else (tier, target, lo, hi)):
                     g = groups.get(sid)
                     if g is None:
                         continue
