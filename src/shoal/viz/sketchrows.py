@@ -1,4 +1,4 @@
-"""Latency sketches as the store keeps them: per-interval deltas, dense and zlib'd.
+"""Latency sketches as the store keeps them: per-interval deltas, dense and deflated.
 
 A row is ``(zero count, lowest bin)`` then the uint32 counts of every bin from
 there to the highest, compressed: ~1 byte per bin, 4-5x less than sparse JSON.
@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import math
 import struct
-import zlib
 from array import array
 from collections.abc import Mapping, Sequence
-from operator import add
+from itertools import compress
+from operator import add, sub
 
 from ..proxy.latency import LatencySketch
+from . import deflate
 
 TIER_RAW, TIER_MINUTE, TIER_HISTORY, TIER_HOUR = 0, 1, 2, 3
 MINUTE, HOUR = 60.0, 3600.0
@@ -38,16 +39,16 @@ def encode(zero: int, bins: Mapping[int, int] | Mapping[str, int]) -> bytes:
     """One row from a sparse sketch (bin keys as ints or as the JSON strings)."""
     keys = [int(i) for i in bins]
     if not keys:
-        return zlib.compress(_HEAD.pack(int(zero), 0))
+        return deflate.pack(_HEAD.pack(int(zero), 0))
     lo = min(keys)
     dense = array("I", bytes(4 * (max(keys) - lo + 1)))
     for i, n in zip(keys, bins.values(), strict=True):
         dense[i - lo] = n
-    return zlib.compress(_HEAD.pack(int(zero), lo) + dense.tobytes())
+    return deflate.pack(_HEAD.pack(int(zero), lo) + dense.tobytes())
 
 
 def decode(data: bytes) -> tuple[int, int, array]:
-    raw = zlib.decompress(data)
+    raw = deflate.unpack(data)
     zero, lo = _HEAD.unpack_from(raw)
     dense = array("I")
     dense.frombytes(raw[_HEAD.size:])
@@ -92,8 +93,7 @@ class DenseSum:
     def encode(self) -> bytes:
         while self.counts and not self.counts[-1]:
             self.counts.pop()
-        return zlib.compress(_HEAD.pack(self.zero, self.lo)
-                             + array("I", self.counts).tobytes())
+        return deflate.pack(_HEAD.pack(self.zero, self.lo) + array("I", self.counts).tobytes())
 
 
 def add_encoded(sketch: LatencySketch, data: bytes) -> None:
@@ -119,16 +119,27 @@ def delta(prev: Previous | None, zero: int, bins: Mapping[str, int], count: int,
     when the proxy restarted or any bin went down (a reset, as for counters)."""
     if prev is None or restarted or count < prev[0] or zero < prev[1]:
         return zero, bins
-    pget = prev[2].get
-    out = {}
-    for i, n in bins.items():
-        d = n - pget(i, 0)
-        if d:
-            if d < 0:
-                return zero, bins
-            out[i] = d
-    if len(prev[2]) > len(bins):
+    pbins = prev[2]
+    n = len(pbins)
+    if n > len(bins):
         return zero, bins
+    keys = list(bins)
+    if keys[:n] == list(pbins):
+        # a proxy's bins keep their order and new ones come last: subtract in C
+        vals = list(bins.values())
+        diffs = list(map(sub, vals, pbins.values()))
+        if diffs and min(diffs) < 0:
+            return zero, bins
+        out = dict(compress(zip(keys, diffs), diffs))  # noqa: B905 (diffs is shorter)
+        out.update(zip(keys[n:], vals[n:], strict=True))
+        return zero - prev[1], out
+    pget = pbins.get
+    out = {}
+    for i, n in bins.items() - pbins.items():  # the changed bins, found in C
+        d = n - pget(i, 0)
+        if d < 0:
+            return zero, bins
+        out[i] = d
     return zero - prev[1], out
 
 

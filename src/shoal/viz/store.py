@@ -44,13 +44,14 @@ import os
 import sqlite3
 import sys
 import threading
-import zlib
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import add, itemgetter, lt
 
 from ..proxy.latency import LatencySketch
+from . import deflate
 from .exposition import Sample, parse_labels, render_labels
 from .series import Labels, Matcher
 from .sketchrows import (
@@ -182,6 +183,45 @@ class Record:
         return list(self.hot) + list(self.cold)
 
 
+_NAME_LABELS = itemgetter(0, 1)
+
+
+def _picker(idx: Sequence[int]) -> Callable[[Sequence[float]], Sequence[float]]:
+    """``values -> [values[i] for i in idx]`` at C speed (``itemgetter``)."""
+    if len(idx) > 1:
+        return itemgetter(*idx)
+    if idx:
+        i = idx[0]
+        return lambda v: (v[i],)
+    return lambda v: ()
+
+
+class _Shape:
+    """A scrape's layout, remembered so that the next scrape with the same series in
+    the same order (the usual case) is stored without a Python step per sample."""
+
+    __slots__ = ("keys", "sids", "ids", "schema", "hot", "cold", "counters", "off_hot",
+                 "off_cold", "values", "start_at")
+
+    def __init__(self, samples: Sequence[Sample], sids: list[int], hot_at: list[int],
+                 cold_at: list[int], counter_at: list[int], schema: int,
+                 offsets: Mapping[int, float], values: list[float]) -> None:
+        #: (name, raw labels) of each sample: a list compare tells a repeat
+        self.keys = list(map(_NAME_LABELS, samples))
+        self.sids = sids
+        self.hot, self.cold = _picker(hot_at), _picker(cold_at)
+        self.ids = [sids[i] for i in hot_at] + [sids[i] for i in cold_at]
+        self.schema = schema
+        self.counters = _picker(counter_at)
+        off = [offsets.get(sid, 0.0) for sid in sids]
+        self.off_hot = [off[i] for i in hot_at] if any(off) else None
+        self.off_cold = [off[i] for i in cold_at] if any(off) else None
+        #: the raw values of the last scrape, in sample order
+        self.values = values
+        #: where ``process_start_time_seconds`` is
+        self.start_at: int | None = None
+
+
 @dataclass
 class _Target:
     id: int
@@ -194,6 +234,8 @@ class _Target:
     start: float | None = None
     raw: dict[int, float] = field(default_factory=dict)
     offsets: dict[int, float] = field(default_factory=dict)
+    #: the last scrape's layout while the next ones repeat it (``raw`` then lags)
+    shape: _Shape | None = None
     #: sketch series id -> (count, zero, bins) as last scraped (not persisted)
     sketch_prev: dict[int, tuple[int, int, dict[int, int]]] = field(default_factory=dict)
     sketch_baseline: bool = False
@@ -217,12 +259,12 @@ def _locked(method: Callable) -> Callable:
 
 
 def _pack(values: Sequence[float]) -> bytes:
-    return zlib.compress(array("d", values).tobytes(), 1)
+    return deflate.pack(array("d", values).tobytes())
 
 
 def _unpack(blob: bytes) -> array:
     a = array("d")
-    a.frombytes(zlib.decompress(blob))
+    a.frombytes(deflate.unpack(blob))
     return a
 
 
@@ -390,10 +432,22 @@ class Store:
         keys = t.keys
         added: list[tuple[str, str]] = []
         start = None
-        for s in samples:
-            if s.name == PROCESS_START and not s.raw_labels:
-                start = s.value
+        at = t.shape.start_at if t.shape is not None else None
+        if at is not None and at < len(samples) and samples[at][0] == PROCESS_START \
+                and not samples[at][1]:
+            start = samples[at][2]
+        else:
+            for s in samples:
+                if s.name == PROCESS_START and not s.raw_labels:
+                    start = s.value
         restarted = start is not None and t.start is not None and start != t.start
+        if not restarted and t.shape is not None:
+            fast = self._ingest_same(t, ts, samples, sketches, start)
+            if fast is not None:
+                return fast
+        if t.shape is not None:  # the raw values lag behind the shape's: bring them up
+            t.raw.update(zip(t.shape.sids, t.shape.values, strict=True))
+            t.shape = None
         prev_raw, offsets = t.raw, t.offsets
         new_offsets: dict[int, float] = {}
         # histogram buckets ("cold": read only by bucket quantiles) are kept apart from
@@ -432,6 +486,7 @@ class Store:
             (hot_ids, hot_raw, hot_adj), (cold_ids, cold_raw, cold_adj) = parts
             ids = hot_ids + cold_ids
             raw = hot_raw + cold_raw
+            dedup = len(ids) == len(samples)
 
             key = tuple(ids)
             schema = t.schemas.get(key)
@@ -445,11 +500,8 @@ class Store:
                        "VALUES (0,?,?,?,?,?)", (t.id, ts, schema, _pack(hot_adj),
                                                 _pack(cold_adj) if cold_ids else None))
 
-            sketch_rows, sketch_prev = self._sketch_deltas(t, ts, sketches, restarted, new)
-            if sketch_rows:
-                db.executemany("INSERT INTO sketches(tier, target, ts, series, data) "
-                               "VALUES (0,?,?,?,?)", sketch_rows)
-            rolled = self._roll(t, t.last_ts, ts)
+            sketch_rows, sketch_prev, rolled = self._ingest_tail(t, ts, sketches, restarted,
+                                                                 new)
             if new_offsets or new_schema is not None or t.last_ts == -math.inf:
                 merged = dict(offsets)
                 merged.update(new_offsets)
@@ -477,8 +529,71 @@ class Store:
             t.last_ts, t.start, t.rolled = ts, start, rolled
             t.sketch_prev.update(sketch_prev)
             t.sketch_baseline = False
+            if dedup:
+                t.shape = self._shape_of(t, samples, schema)
 
         return IngestStats(len(ids), len(new), len(sketch_rows)), commit
+
+    def _shape_of(self, t: _Target, samples: Sequence[Sample], schema: int) -> _Shape:
+        cold_names = self._cold_names
+        get = t.keys.get
+        sids = [get((s[0], s[1])) for s in samples]
+        hot_at: list[int] = []
+        cold_at: list[int] = []
+        counter_at = [i for i, s in enumerate(samples) if s[3]]
+        for i, s in enumerate(samples):
+            (cold_at if cold_names[s[0]] else hot_at).append(i)
+        shape = _Shape(samples, sids, hot_at, cold_at, counter_at,  # type: ignore[arg-type]
+                       schema, t.offsets, [s[2] for s in samples])
+        shape.start_at = next((i for i, s in enumerate(samples)
+                               if s[0] == PROCESS_START and not s[1]), None)
+        return shape
+
+    def _ingest_same(self, t: _Target, ts: float, samples: Sequence[Sample],
+                     sketches: Iterable[tuple[Mapping[str, str], Mapping[str, object]]],
+                     start: float | None):
+        """``_ingest`` for a scrape laid out as the previous one with no counter gone
+        down: a few C-level passes over the samples. None when that is not the case."""
+        shape = t.shape
+        assert shape is not None
+        if list(map(_NAME_LABELS, samples)) != shape.keys:
+            return None
+        values = [s[2] for s in samples]
+        if any(map(lt, shape.counters(values), shape.counters(shape.values))):
+            return None
+        hot, cold = shape.hot(values), shape.cold(values)
+        if shape.off_hot is not None:
+            hot = list(map(add, hot, shape.off_hot))
+            cold = list(map(add, cold, shape.off_cold))  # type: ignore[arg-type]
+        db = self.db
+        db.execute("INSERT INTO records(tier, target, ts, schema, vals, cold) "
+                   "VALUES (0,?,?,?,?,?)", (t.id, ts, shape.schema, _pack(hot),
+                                            _pack(cold) if cold else None))
+        new: list[SeriesInfo] = []
+        rows, sketch_prev, rolled = self._ingest_tail(t, ts, sketches, False, new)
+        db.execute("UPDATE state SET ts=?, start=?, rolled=? WHERE target=?",
+                   (ts, start, json.dumps(rolled), t.id))
+
+        def commit() -> None:
+            for info in new:
+                self._remember(info)
+                t.sketch_keys[tuple(sorted(own_labels(info, t).items()))] = info.id
+            shape.values = values
+            t.last_ts, t.start, t.rolled = ts, start, rolled
+            t.sketch_prev.update(sketch_prev)
+            t.sketch_baseline = False
+
+        return IngestStats(len(values), len(new), len(rows)), commit
+
+    def _ingest_tail(self, t: _Target, ts: float,
+                     sketches: Iterable[tuple[Mapping[str, str], Mapping[str, object]]],
+                     restarted: bool, new: list[SeriesInfo]):
+        """Store the sketch deltas and roll up what the scrape closed."""
+        rows, sketch_prev = self._sketch_deltas(t, ts, sketches, restarted, new)
+        if rows:
+            self.db.executemany("INSERT INTO sketches(tier, target, ts, series, data) "
+                                "VALUES (0,?,?,?,?)", rows)
+        return rows, sketch_prev, self._roll(t, t.last_ts, ts)
 
     def _series_for(self, t: _Target, name: str, raw_labels: str, counter: bool,
                     new: list[SeriesInfo], added: list[tuple[str, str]]) -> int:
