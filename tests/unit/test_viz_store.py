@@ -221,3 +221,29 @@ def test_sketch_deltas_whatever_order_the_bins_come_in(tmp_path):
     assert got(1) == (0, {7: 1, 9: 4})
     assert got(2) == (1, {7: 2})
     assert got(3) == (0, {9: 1, 7: 5, 3: 1})
+
+
+def test_remembered_rollup_merges_stay_right_while_scrapes_and_retention_go_on(tmp_path):
+    cfg = StoreConfig(raw_retention=3600, history_retention=3 * 3600, history_step=600)
+    s = Store(tmp_path, cfg)
+    rnd = random.Random(5)
+    cumulative: list[float] = []
+    per_scrape: list[list[float]] = []
+    checked = 0
+    for i in range(1100):  # 3 h: minutes, steps and hours close; retention deletes
+        new = [rnd.uniform(1, 900) for _ in range(rnd.randint(0, 2))]
+        per_scrape.append(new)
+        cumulative += new
+        s.ingest(POD, T0 + 10 * i, counter(len(cumulative)),
+                 [({"direction": "inbound"}, sketch(cumulative))])
+        if i % 45 or i < 400:
+            continue
+        [info] = s.select("response_latency_ms_sketch", [])
+        now = 10 * i
+        for a, b in [(now - 3300, now), (now - 2400, now - 600), (now - 1205, now - 5)]:
+            got = s.sketch_sum({info.id: 0}, T0 + a, T0 + b).get(0, LatencySketch())
+            want = LatencySketch.of(v for j in range(1, i + 1) if a < 10 * j <= b
+                                    for v in per_scrape[j])
+            assert (got.count, got.bins) == (want.count, want.bins), (i, a, b)
+            checked += 1
+    assert checked > 30 and s._pieces_done  # the merges were remembered and reused

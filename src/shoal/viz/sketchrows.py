@@ -66,7 +66,17 @@ class DenseSum:
         self.counts: list[int] = []
 
     def add(self, data: bytes) -> None:
-        zero, lo, dense = decode(data)
+        """Add one stored row."""
+        self.add_dense(*decode(data))
+
+    def merge(self, other: DenseSum) -> None:
+        self.add_dense(other.zero, other.lo, other.counts)
+
+    def size(self) -> int:
+        """Bytes held, roughly (for caches)."""
+        return 8 * len(self.counts) + 100
+
+    def add_dense(self, zero: int, lo: int, dense: Sequence[int]) -> None:
         self.zero += zero
         n = len(dense)
         if not n:

@@ -57,6 +57,7 @@ from .series import Labels, Matcher
 from .sketchrows import (
     ROLLUPS,
     TIER_HISTORY,
+    TIER_MINUTE,
     TIER_RAW,
     DenseSum,
     delta,
@@ -302,6 +303,10 @@ class Store:
         self._select_cache: dict[tuple[str, tuple[Matcher, ...]], list[SeriesInfo]] = {}
         self._records: OrderedDict[tuple[int, int, float], Record] = OrderedDict()
         self._records_bytes = 0
+        #: merged rollup pieces of sketches (``_rolled_piece``)
+        self._pieces_done: OrderedDict[tuple[int, int, float, float],
+                                       dict[int, DenseSum]] = OrderedDict()
+        self._pieces_bytes = 0
         #: ``around`` answers per proxy until that proxy's next scrape: one stat asks
         #: the same windows of the same proxies for each of its metrics
         self._around: dict[int, dict[tuple[int, float, float], list[float]]] = {}
@@ -727,8 +732,16 @@ class Store:
                              for n, ss in self._by_name.items()}
             self._select_cache.clear()
         db.execute("PRAGMA incremental_vacuum(256)")
-        self._records.clear()
-        self._records_bytes = 0
+        self._forget(raw_cut, hist_cut)
+
+    def _forget(self, raw_cut: float, hist_cut: float) -> None:
+        """Drop from the caches what retention deleted; the rest stays valid."""
+        for k in [k for k in self._records
+                  if k[2] <= (raw_cut if k[0] == TIER_RAW else hist_cut)]:
+            self._records_bytes -= self._records.pop(k).size()
+        for k in [k for k in self._pieces_done
+                  if k[2] < (raw_cut if k[1] == TIER_MINUTE else hist_cut)]:
+            self._pieces_bytes -= sum(ds.size() for ds in self._pieces_done.pop(k).values()) + 200
         self._around.clear()
 
     # -- reading ----------------------------------------------------------
@@ -858,6 +871,17 @@ class Store:
             # fetch only the asked ones when they are few, let SQLite skip the rest
             only = f" AND series IN ({','.join('?' * len(sids))})" if len(sids) <= 64 else ""
             for tier, lo, hi in self._pieces(target, a, b):
+                if tier != TIER_RAW:  # a rolled-up piece: merged once, then remembered
+                    piece = self._rolled_piece(target, tier, lo, hi)
+                    for sid in sids:
+                        ds = piece.get(sid)
+                        if ds is not None:
+                            g = groups[sid]
+                            s = sums.get(g)
+                            if s is None:
+                                s = sums[g] = DenseSum()
+                            s.merge(ds)
+                    continue
                 for sid, data in self.db.execute(
                         "SELECT series, data FROM sketches WHERE tier=? AND target=? "
                         "AND ts>? AND ts<=?" + only,
@@ -870,6 +894,32 @@ class Store:
                         s = sums[g] = DenseSum()
                     s.add(data)
         return {g: s.sketch() for g, s in sums.items()}
+
+    def _rolled_piece(self, target: int, tier: int, lo: float, hi: float
+                      ) -> dict[int, DenseSum]:
+        """The rows of a rollup tier in (lo, hi], merged per series. Buckets do not
+        change once rolled up, so the merge is kept (bounded in bytes) until a
+        compaction: a dashboard asking for the last hour every 2 s merges only the
+        raw edges of its window again."""
+        key = (target, tier, lo, hi)
+        hit = self._pieces_done.get(key)
+        if hit is not None:
+            self._pieces_done.move_to_end(key)
+            return hit
+        hit = {}
+        for sid, data in self.db.execute(
+                "SELECT series, data FROM sketches WHERE tier=? AND target=? AND ts>? "
+                "AND ts<=?", (tier, target, lo, hi)):
+            ds = hit.get(sid)
+            if ds is None:
+                ds = hit[sid] = DenseSum()
+            ds.add(data)
+        self._pieces_done[key] = hit
+        self._pieces_bytes += sum(ds.size() for ds in hit.values()) + 200
+        while self._pieces_bytes > self.config.cache_bytes // 2 and len(self._pieces_done) > 1:
+            _, old = self._pieces_done.popitem(last=False)
+            self._pieces_bytes -= sum(ds.size() for ds in old.values()) + 200
+        return hit
 
     def _pieces(self, target: int, a: float, b: float) -> list[tuple[int, float, float]]:
         t = self._targets_by_id.get(target)
