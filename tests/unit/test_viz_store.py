@@ -247,3 +247,21 @@ def test_remembered_rollup_merges_stay_right_while_scrapes_and_retention_go_on(t
             assert (got.count, got.bins) == (want.count, want.bins), (i, a, b)
             checked += 1
     assert checked > 30 and s._pieces_done  # the merges were remembered and reused
+
+
+def test_a_proxy_first_seen_soon_after_its_start_counts_from_its_start(tmp_path):
+    s = Store(tmp_path)
+    fresh, old = workload("ns", "fresh"), workload("ns", "old")
+    s.ingest(fresh, T0 + 10, counter(40, start=T0 + 2)
+             + parse("# TYPE tcp_open_connections gauge\ntcp_open_connections 3\n"),
+             [({"direction": "inbound"}, sketch([5.0] * 40))])
+    s.ingest(old, T0 + 10, counter(40, start=T0 - 3600),
+             [({"direction": "inbound"}, sketch([5.0] * 40))])
+    b = backend(s, T0 + 10)
+    assert b.increase("request_total", window="1m", by=("deployment",)) == {
+        ("fresh",): 40.0, ("old",): 0.0}  # the old one's count is a baseline
+    assert b.rate("request_total", {"deployment": "fresh"}, window="1m") == {(): 40 / 8}
+    assert b.gauge("tcp_open_connections", window="1m") == {(): 3.0}
+    assert b.gauge("tcp_open_connections", window="10s", at=T0 + 5) == {}
+    lat = b.sketches({"direction": "inbound"}, window="1m", by=("deployment",))
+    assert {k: v.count for k, v in lat.items()} == {("fresh",): 40}

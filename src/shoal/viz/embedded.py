@@ -8,7 +8,8 @@ across proxy restarts. There is no extrapolation: the value is what the counters
 counted between those two scrapes, an integer for integer counters. When a proxy
 has no scrape at or before ``start`` (it appeared inside the window), its first
 scrape inside the window is the baseline, as Prometheus counts only from the
-first sample it holds. Prometheus' ``increase`` extrapolates the same difference
+first sample it holds; but a proxy first scraped soon after its start has a
+record of zeros at its start time (see ``Store``), so it counts from there. Prometheus' ``increase`` extrapolates the same difference
 to the window's edges, so the two agree exactly when scrapes fall on the edges
 and within one scrape interval's worth of traffic otherwise.
 

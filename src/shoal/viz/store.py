@@ -68,6 +68,8 @@ from .sketchrows import (
 #: the name under which sketch series are kept (labels as response_latency_ms)
 SKETCH_METRIC = "response_latency_ms_sketch"
 PROCESS_START = "process_start_time_seconds"
+#: a proxy first scraped at most this long after its start counts from zero at its start
+FRESH_START = 120.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -501,12 +503,24 @@ class Store:
                                     (t.id, array("q", ids).tobytes(),
                                      len(hot_ids))).lastrowid
                 new_schema = (key, schema)
+            fresh = (t.last_ts == -math.inf and start is not None
+                     and 0 < ts - start <= FRESH_START)
+            if fresh:
+                # a proxy first seen soon after it started: its counters were 0 at its
+                # start, so what it counted before this scrape is traffic, not a baseline
+                kinds = {keys[(x[0], x[1])]: x[3] for x in samples}
+
+                def at_start(ids: list[int]) -> bytes:
+                    return _pack([0.0 if kinds.get(i) else math.nan for i in ids])
+                db.execute("INSERT INTO records(tier, target, ts, schema, vals, cold) "
+                           "VALUES (0,?,?,?,?,?)", (t.id, start, schema, at_start(hot_ids),
+                                                    at_start(cold_ids) if cold_ids else None))
             db.execute("INSERT INTO records(tier, target, ts, schema, vals, cold) "
                        "VALUES (0,?,?,?,?,?)", (t.id, ts, schema, _pack(hot_adj),
                                                 _pack(cold_adj) if cold_ids else None))
 
             sketch_rows, sketch_prev, rolled = self._ingest_tail(t, ts, sketches, restarted,
-                                                                 new)
+                                                                 new, baseline=not fresh)
             if new_offsets or new_schema is not None or t.last_ts == -math.inf:
                 merged = dict(offsets)
                 merged.update(new_offsets)
@@ -592,9 +606,9 @@ class Store:
 
     def _ingest_tail(self, t: _Target, ts: float,
                      sketches: Iterable[tuple[Mapping[str, str], Mapping[str, object]]],
-                     restarted: bool, new: list[SeriesInfo]):
+                     restarted: bool, new: list[SeriesInfo], baseline: bool = True):
         """Store the sketch deltas and roll up what the scrape closed."""
-        rows, sketch_prev = self._sketch_deltas(t, ts, sketches, restarted, new)
+        rows, sketch_prev = self._sketch_deltas(t, ts, sketches, restarted, new, baseline)
         if rows:
             self.db.executemany("INSERT INTO sketches(tier, target, ts, series, data) "
                                 "VALUES (0,?,?,?,?)", rows)
@@ -615,7 +629,9 @@ class Store:
 
     def _sketch_deltas(self, t: _Target, ts: float,
                        sketches: Iterable[tuple[Mapping[str, str], Mapping[str, object]]],
-                       restarted: bool, new: list[SeriesInfo]):
+                       restarted: bool, new: list[SeriesInfo], baseline: bool = True):
+        """Rows of what each sketch gained; a proxy's first scrape is a baseline unless
+        ``baseline`` is false (it counted from zero since a known, recent start)."""
         rows: list[tuple[int, float, int, bytes]] = []
         prev = t.sketch_prev
         out: dict[int, tuple[int, int, Mapping[str, int]]] = {}
@@ -638,7 +654,7 @@ class Store:
             if p is not None and p[0] == count and not restarted:
                 continue
             out[sid] = (count, zero, bins)
-            if p is None and (t.sketch_baseline or t.last_ts == -math.inf):
+            if p is None and (t.sketch_baseline or (baseline and t.last_ts == -math.inf)):
                 continue  # first scrape (ever, or since a reopen): a baseline, not a delta
             try:
                 delta_zero, gained = delta(p, zero, bins, count, restarted)
