@@ -88,12 +88,14 @@ def test_embedded_and_prometheus_backends_agree(homes, tmp_path):
           "--prometheus-url", base)
 
     stop = threading.Event()
+    sent = {"success": 0, "failure": 0}
 
     def traffic() -> None:  # steady load: every fourth request fails
         with httpx.Client(proxy=f"http://{pods['web']['outbound']}", timeout=10) as c:
             i = 0
             while not stop.is_set():
                 c.get(f"http://todoui.todo:8080/{'fail' if i % 4 == 3 else ''}")
+                sent["failure" if i % 4 == 3 else "success"] += 1
                 i += 1
                 stop.wait(0.04)
     loader = threading.Thread(target=traffic, name="load", daemon=True)
@@ -125,6 +127,28 @@ def test_embedded_and_prometheus_backends_agree(homes, tmp_path):
     assert b["rps"] == pytest.approx(a["rps"], rel=0.25)
     for q in ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99"):
         assert abs(bucket(a[q]) - bucket(b[q])) <= 1, (q, a[q], b[q])
+
+    # with the load stopped, both count every request exactly: no extrapolation
+    def counted(home) -> dict[str, float]:
+        control = json.loads((home / "control.json").read_text())
+        r = httpx.get(f"{control['url']}/api/v1/series", timeout=10, trust_env=False,
+                      headers={"authorization": f"Bearer {(home / 'token').read_text().strip()}"},
+                      params={"metric": "response_total", "fn": "increase", "step": "5m",
+                              "selector": 'deployment="todoui",direction="inbound"',
+                              "by": "classification", "window": "5m"})
+        r.raise_for_status()
+        return {s["labels"]["classification"]: s["points"][-1][1]
+                for s in r.json()["series"]}
+    want = {k: float(v) for k, v in sent.items()}
+    last: dict[str, dict[str, float]] = {}
+
+    def agree() -> bool:
+        last["embedded"], last["prometheus"] = counted(mesh), counted(viewer)
+        return last["embedded"] == want == last["prometheus"]
+    try:
+        wait_for(agree, timeout=30, interval=1, what="exact counts")
+    except AssertionError:
+        raise AssertionError(f"sent {want}, counted {last}") from None
     edges = shoal(viewer, "edges", "deploy", "-n", "todo").stdout.splitlines()
     assert edges[1].split() == ["web", "todoui", "todo", "todo", "√"]
     health = shoal(viewer, "check").stdout

@@ -31,8 +31,11 @@ def test_linkerd_query_shapes():
                                   "value": [1000, "12"]}])
     assert b.increase("response_total", {"direction": "inbound", "namespace": 'a"b'}, "1m",
                       ("deployment", "classification")) == {("web", "success"): 12.0}
-    assert sent[-1] == ('sum(increase(response_total{direction="inbound",namespace="a\\"b"}'
-                        '[60s])) by (deployment, classification)', "1000.000")
+    sel = 'response_total{direction="inbound",namespace="a\\"b"}'
+    assert sent[-1] == (f'sum((({sel} - {sel} offset 60s) unless resets({sel}[60s]) > 0) or '
+                        f'(increase({sel}[60s]) and resets({sel}[60s]) > 0) or '
+                        f'(({sel} + 0) unless ({sel} offset 60s + 0))) '
+                        'by (deployment, classification)', "1000.000")
     b.histogram_quantile(0.95, "response_latency_ms_bucket", {"direction": "inbound"}, "10m",
                          ("deployment",))
     assert sent[-1][0] == ('histogram_quantile(0.95, sum(increase(response_latency_ms_bucket'
@@ -45,7 +48,7 @@ def test_linkerd_query_shapes():
 
 def test_stat_from_prometheus_answers():
     def answer(q: str):
-        if q.startswith("sum(increase(response_total"):
+        if q.startswith("sum(((response_total"):
             return [{"metric": {"namespace": "ns", "deployment": "web",
                                 "classification": c}, "value": [0, v]}
                     for c, v in (("success", "30"), ("failure", "10"))]

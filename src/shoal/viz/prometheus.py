@@ -1,11 +1,12 @@
 """The query primitives answered by a real Prometheus server, in PromQL.
 
-Each primitive is one instant query with Linkerd's shape, e.g.
-``sum(increase(response_total{direction="inbound",namespace="x"}[60s])) by (deployment)``
-evaluated at the window's end. Latency quantiles come from the Linkerd buckets
-(``histogram_quantile``), as Linkerd's do. Prometheus extrapolates ``increase``
-to the window's edges, so counts agree with the embedded store within one scrape
-interval's worth of traffic (see ``embedded``).
+Each primitive is one instant query evaluated at the window's end, with Linkerd's
+shape, e.g. ``sum(rate(response_total{direction="inbound",namespace="x"}[60s])) by
+(deployment)``. Latency quantiles come from the Linkerd buckets
+(``histogram_quantile``), as Linkerd's do. Counts (``increase``) depart from
+Linkerd's ``increase()``, which extrapolates to the window's edges: they are the
+counters' growth between the samples at the edges, as the embedded store counts, so
+that both backends give the same counts and success rates for the same traffic.
 
     backend = PrometheusBackend("http://127.0.0.1:9090", scrape_interval=10)
     Queries(backend).stat("deploy", "emojivoto")
@@ -100,7 +101,18 @@ class PrometheusBackend:
 
     def increase(self, metric: str, match: MatcherSpec = None, window: str | float = "1m",
                  by: Sequence[str] = (), at: float | None = None) -> Vector:
-        return self._sum("increase", metric, match, self.window(window, at), by)
+        """What the counters counted between the last samples at or before the window's
+        two edges, as the embedded store counts (``increase()`` would extrapolate to
+        the edges, and counts would differ from the embedded store's by up to a
+        scrape interval's worth): the difference where no counter reset, Prometheus'
+        ``increase`` where one did, the whole value of a series new in the window."""
+        w = self.window(window, at)
+        sel, d = _selector(metric, match), _dur(w.seconds)
+        reset = f"resets({sel}[{d}]) > 0"
+        counted = (f"(({sel} - {sel} offset {d}) unless {reset})"
+                   f" or (increase({sel}[{d}]) and {reset})"
+                   f" or (({sel} + 0) unless ({sel} offset {d} + 0))")
+        return self._vector(f"sum({counted}){_by(by)}", by, w.end)
 
     def rate(self, metric: str, match: MatcherSpec = None, window: str | float = "1m",
              by: Sequence[str] = (), at: float | None = None) -> Vector:
