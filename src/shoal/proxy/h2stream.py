@@ -4,10 +4,18 @@ An ``Exchange`` is created when a client's request headers arrive. It is recorde
 exactly once, where the response ends or fails: ``requests`` at request headers,
 ``observe_latency`` at response headers, ``response_ended`` at the end, with the gRPC
 status from the trailers (or from the headers of a trailers-only response).
+
+On the client side a service profile's route adds two things, as on HTTP/1: a
+timeout over the whole exchange (retries included), and, for ``isRetryable`` routes,
+retries of attempts that failed before any response byte went to the client. A
+retry replays the request's headers, body (kept while it is at most ``MAX_REPLAY``)
+and trailers on a new upstream stream, so only requests the client has ended are
+retried: a streaming call still sending when its answer comes is not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -15,10 +23,11 @@ from typing import TYPE_CHECKING
 from h2.errors import ErrorCodes
 from h2.exceptions import H2Error
 
-from .classify import FAILURE, GRPC_UNKNOWN, SUCCESS, classify
-from .destination import Endpoint
+from .classify import FAILURE, GRPC_FAILURES, GRPC_UNKNOWN, SUCCESS, classify
+from .destination import Endpoint, Target
 from .h2flow import Headers, Outbox
 from .metrics import RouteStats, TrafficStats
+from .routes import MAX_ATTEMPTS, MAX_REPLAY, RouteTable, retry_endpoint
 from .tap import TapExchange
 
 if TYPE_CHECKING:
@@ -27,12 +36,11 @@ if TYPE_CHECKING:
     from .h2pool import H2Upstream
     from .http2 import H2Downstream
 
-#: Attempts for a stream the upstream refused unprocessed.
-MAX_ATTEMPTS = 3
-
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection",
                         b"transfer-encoding", b"upgrade"})
 GRPC_STATUS = b"grpc-status"
+GRPC_DEADLINE_EXCEEDED = 4
+TIMEOUT_TEXT = "request timed out (service profile route timeout)"
 
 
 def forwarded(headers: Headers) -> Headers:
@@ -64,6 +72,22 @@ def grpc_status_of(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
+def is_grpc_request(headers: Headers) -> bool:
+    for name, value in headers:
+        if name == b"content-type":
+            return value.startswith(b"application/grpc")
+    return False
+
+
+def attempt_failed(route: Route | None, status: int, grpc: int | None) -> bool:
+    """Does this response, as its headers tell, call for a retry? The route's
+    response classes decide; else a 5xx or a failing gRPC status (trailers-only)."""
+    failure = route.failure(status) if route is not None else None
+    if failure is not None:
+        return failure
+    return status >= 500 or (grpc is not None and grpc in GRPC_FAILURES)
+
+
 def _us(seconds: float) -> int:
     return int(seconds * 1_000_000)
 
@@ -74,7 +98,8 @@ class Exchange:
     __slots__ = ("down", "sid", "ep", "stats", "headers", "up", "usid", "to_up", "to_down",
                  "t0", "t_rsp", "status", "grpc", "is_grpc", "rsp_bytes", "tap",
                  "recorded", "req_end", "rsp_end", "up_done", "down_done", "cancelled",
-                 "attempts", "pending_rst", "tap_trailers", "loaded", "route", "rstats")
+                 "attempts", "pending_rst", "tap_trailers", "loaded", "route", "rstats",
+                 "timer", "table", "target", "replay", "replay_bytes")
 
     def __init__(self, down: H2Downstream, sid: int, headers: Headers) -> None:
         self.down = down
@@ -105,6 +130,33 @@ class Exchange:
         self.attempts = 1
         self.pending_rst: int | None = None  # reset the client once the response is out
         self.tap_trailers: list[tuple[str, str]] | None = None
+        # service profile route: its timeout, and for retries the request kept to replay
+        self.timer: asyncio.TimerHandle | None = None
+        self.table: RouteTable | None = None      # set only on retryable routes
+        self.target: Target | None = None
+        self.replay: list[bytes] | None = None
+        self.replay_bytes = 0
+
+    def bind_route(self, table: RouteTable, target: Target, method: bytes, path: bytes,
+                   client_side: bool) -> None:
+        """Count the request on its profile route; on the client side, arm the route's
+        timeout and keep the request for its retries."""
+        route, rstats = table.match(method, path)
+        self.route, self.rstats = route, rstats
+        rstats.requests += 1
+        rstats.actual_requests += 1
+        if not client_side:
+            return  # the server side counts and classifies; timeouts and retries are the client's
+        table.budget.deposit()
+        if route is None:
+            return
+        if route.timeout:
+            self.timer = asyncio.get_running_loop().call_later(route.timeout, self.timed_out)
+        if route.is_retryable:
+            self.table, self.target = table, target
+            box = self.to_up  # what arrived while discovery answered
+            self.replay_bytes = box.size
+            self.replay = list(box.chunks) if box.size <= MAX_REPLAY else None
 
     # -- upstream events --------------------------------------------------
 
@@ -127,6 +179,7 @@ class Exchange:
             return
         status = 0
         grpc = False
+        grpc_status = None
         fwd = []
         for name, value in headers:  # one pass: what we count, and what we forward
             if name == b":status":
@@ -134,10 +187,19 @@ class Exchange:
             elif name == b"content-type":
                 grpc = value.startswith(b"application/grpc")
             elif name == GRPC_STATUS:  # a trailers-only response
-                self.grpc = grpc_status_of([(name, value)])
+                grpc_status = grpc_status_of([(name, value)])
             elif name in HOP_BY_HOP or (name == b"te" and value.strip().lower() != b"trailers"):
                 continue
             fwd.append((name, value))
+        if (self.table is not None and attempt_failed(self.route, status, grpc_status)
+                and self.retry_route(status, grpc_status, "")):
+            return
+        timer = self.timer
+        if timer is not None:  # the route's timeout waits for a response, as on HTTP/1:
+            self.timer = None  # a long gRPC stream that answered is not cut
+            timer.cancel()
+        if grpc_status is not None:
+            self.grpc = grpc_status
         self.status = status
         self.is_grpc = grpc
         now = time.monotonic()
@@ -193,6 +255,9 @@ class Exchange:
         if self.up is not None:
             self.up.release(self.usid)
         if not self.rsp_end:
+            if (not self.status and self.table is not None
+                    and self.retry_route(0, None, "stream_reset")):
+                return
             self.record("stream_reset")
             self.reset_down(code)
         elif not self.to_down.ended:
@@ -213,10 +278,96 @@ class Exchange:
                     self.pending_rst = ErrorCodes.CANCEL
             return
         if self.status == 0:
-            self.respond_error(502, error, f"{error.replace('_', ' ')} to {self.target()}")
+            if self.table is not None and self.retry_route(0, None, error):
+                return
+            self.respond_error(502, error, f"{error.replace('_', ' ')} to {self.target_addr()}")
         else:
             self.record(error)
             self.reset_down(ErrorCodes.INTERNAL_ERROR)
+
+    def retry_route(self, status: int, grpc: int | None, error: str) -> bool:
+        """This attempt failed on a retryable route, before any response byte went to
+        the client: send the request again (to another endpoint when the target has
+        one), within the route's budget. False: the client gets this attempt's answer.
+
+        Skipped retries are counted by reason, as on HTTP/1.
+        """
+        rstats, table = self.rstats, self.table
+        assert rstats is not None and table is not None
+        if self.cancelled:
+            return False  # the client is gone, or the route's timeout answered it
+        if self.replay is None or not self.req_end:
+            rstats.retry("not_replayable")
+            return False
+        if self.attempts >= MAX_ATTEMPTS:
+            rstats.retry("max_attempts")
+            return False
+        if not table.budget.withdraw():
+            rstats.retry("no_budget")
+            return False
+        rstats.retry("")
+        # This attempt is over: count it where it happened, let its stream go.
+        code = status or 502
+        rstats.attempt_ended(code, FAILURE)
+        stats = self.stats
+        if stats is not None:
+            if status:
+                stats.observe_latency(status, (time.monotonic() - self.t0) * 1000.0)
+            stats.response_ended(code, FAILURE, grpc, error)
+        self.unload()
+        up = self.up
+        if up is not None and not self.up_done:
+            up.reset(self.usid, ErrorCodes.CANCEL)
+            up.release(self.usid)
+        self.to_up.discard()
+        # The next attempt replays the kept request; the client has ended it and every
+        # byte of it was acknowledged already, so this outbox acknowledges nothing.
+        box = Outbox(self)
+        box.chunks.extend(self.replay)
+        box.size = self.replay_bytes
+        box.trailers = self.to_up.trailers
+        box.end = True
+        self.to_up = box
+        self.to_down.src = None
+        self.up = None
+        self.usid = 0
+        self.up_done = False
+        self.attempts += 1
+        assert self.ep is not None
+        ep = self.ep = retry_endpoint(self.target, self.ep)
+        self.stats = ep.stats
+        ep.stats.requests += 1
+        ep.load.inflight += 1
+        self.loaded = True
+        rstats.actual_requests += 1
+        self.down.pool.dispatch(self)
+        return True
+
+    def timed_out(self) -> None:
+        """The route's timeout passed before the response ended: cancel the upstream
+        stream and answer 504 (gRPC: DEADLINE_EXCEEDED), or reset the client's stream
+        if the response headers already went out."""
+        self.timer = None
+        if self.recorded or self.cancelled:
+            return
+        down = self.down
+        down.runtime.connection_error(down.side.direction, "timeout",
+                                      route=self.route.name if self.route else "")
+        self.cancelled = True  # an attempt still waiting for its connection is not sent
+        self.to_up.discard()
+        up = self.up
+        if up is not None and not self.up_done:
+            self.up_done = True
+            up.reset(self.usid, ErrorCodes.CANCEL)
+            up.release(self.usid)
+        if self.status:
+            self.record("timeout")
+            self.reset_down(ErrorCodes.CANCEL)
+        elif is_grpc_request(self.headers):
+            self.respond_error(200, "timeout", TIMEOUT_TEXT, GRPC_DEADLINE_EXCEEDED)
+        else:
+            self.respond_error(504, "timeout", TIMEOUT_TEXT)
+        down.hub.flush()
 
     def retry(self) -> bool:
         """True (and ready to be sent again) if the upstream never saw this request."""
@@ -235,6 +386,13 @@ class Exchange:
     def on_request_data(self, data: bytes, padding: int) -> None:
         if padding:
             self.to_up.ack(padding)
+        replay = self.replay
+        if replay is not None:  # a retryable route: keep the body while it is small
+            self.replay_bytes += len(data)
+            if self.replay_bytes > MAX_REPLAY:
+                self.replay = None  # too large to replay: never retried
+            else:
+                replay.append(data)
         self.to_up.push(data)
 
     def on_request_trailers(self, headers: Headers) -> None:
@@ -251,6 +409,10 @@ class Exchange:
         """The client reset the stream: reset the upstream one with the same code."""
         self.down_done = True
         self.cancelled = True
+        timer = self.timer
+        if timer is not None:
+            self.timer = None
+            timer.cancel()
         self.down.streams.pop(self.sid, None)
         self.to_down.discard()
         if self.status and not self.recorded:
@@ -294,20 +456,34 @@ class Exchange:
             self.down.streams.pop(self.sid, None)
             self.down.maybe_close()
 
-    def target(self) -> str:
+    def target_addr(self) -> str:
         return self.ep.target_addr if self.ep is not None else ""
 
-    def respond_error(self, status: int, error: str, text: str) -> None:
-        """Answer the client ourselves (no response came from upstream)."""
+    def respond_error(self, status: int, error: str, text: str,
+                      grpc_status: int | None = None) -> None:
+        """Answer the client ourselves (no response came from upstream): ``text`` as a
+        plain body, or with ``grpc_status`` a gRPC trailers-only answer carrying it."""
         self.status = status
         now = time.monotonic()
         self.t_rsp = now
+        ms = (now - self.t0) * 1000.0
         if self.ep is not None and self.stats is not None:
-            self.stats.observe_latency(status, (now - self.t0) * 1000.0)
-        body = text.encode()
-        headers = [(b":status", str(status).encode()),
-                   (b"content-type", b"text/plain; charset=utf-8"),
-                   (b"content-length", str(len(body)).encode())]
+            self.stats.observe_latency(status, ms)
+        if self.rstats is not None:
+            self.rstats.observe_latency(status, ms)
+        if grpc_status is None:
+            body = text.encode()
+            headers = [(b":status", str(status).encode()),
+                       (b"content-type", b"text/plain; charset=utf-8"),
+                       (b"content-length", str(len(body)).encode())]
+        else:
+            self.is_grpc = True
+            self.grpc = grpc_status
+            body = b""
+            headers = [(b":status", str(status).encode()),
+                       (b"content-type", b"application/grpc"),
+                       (b"grpc-status", str(grpc_status).encode()),
+                       (b"grpc-message", text.encode("ascii", "replace"))]
         if self.tap is not None:
             self.tap.response(status, text_headers(headers), _us(now - self.t0))
         self.rsp_bytes = len(body)
@@ -317,12 +493,16 @@ class Exchange:
         if self.down_done:
             return
         try:
-            self.down.conn.send_headers(self.sid, headers)
+            self.down.conn.send_headers(self.sid, headers, end_stream=not body)
         except H2Error:
             return
         self.down.mark()
         box = self.to_down
         box.src = None
+        if not body:
+            box.ended = True
+            self.outbox_ended(box)
+            return
         box.push(body)
         box.end = True
         box.flush()
@@ -337,6 +517,10 @@ class Exchange:
         if self.recorded:
             return
         self.recorded = True
+        timer = self.timer
+        if timer is not None:
+            self.timer = None
+            timer.cancel()
         self.unload()
         grpc = self.grpc
         if grpc is None and self.is_grpc and not error:
@@ -352,7 +536,8 @@ class Exchange:
         rstats = self.rstats
         if rstats is not None:
             rstats.response_ended(status, cls, grpc, error)
-            rstats.attempt_ended(status, cls)
+            if error != "timeout":  # a cancelled attempt had no actual response
+                rstats.attempt_ended(status, cls)
         tap = self.tap
         if tap is not None:
             now = time.monotonic()

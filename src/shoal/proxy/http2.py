@@ -6,7 +6,8 @@ preface (h2c, prior knowledge). Each request stream becomes an ``Exchange``
 upstream connection (``h2pool``) and streamed both ways frame by frame under
 end-to-end flow control (``h2flow``). Routing is the listener's ``Side``: the first
 request to a service may wait for discovery, the balancer's in-flight load and a
-service profile's route counters are kept per stream.
+service profile's route counters are kept per stream, and on the client side the
+route's timeout and retries apply (``Exchange.bind_route``).
 """
 
 from __future__ import annotations
@@ -219,15 +220,16 @@ class H2Downstream(H2Peer):
 
     def route(self, ex: Exchange, ep: Endpoint, target: Target | None, method: bytes,
               path: bytes) -> None:
-        """Count the request on its endpoint (and profile route) and send it."""
+        """Count the request on its endpoint (and profile route: its timeout and
+        retries on the client side) and send it."""
         ex.ep = ep
         ex.stats = ep.stats
         ep.stats.requests += 1
         ep.load.inflight += 1
         ex.loaded = True
         if target is not None and target.routes is not None:
-            ex.route, ex.rstats = target.routes.match(method, path)
-            ex.rstats.requests += 1
+            ex.bind_route(target.routes, target, method, path,
+                          client_side=self.side.direction == "outbound")
         self.pool.dispatch(ex)
 
     def no_route(self, ex: Exchange, auth: str, target: Target | None) -> None:

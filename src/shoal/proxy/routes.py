@@ -7,10 +7,13 @@ path asks it for a route per request only when the target has a profile.
 from __future__ import annotations
 
 import logging
+import time
 
 from shoal.profiles import DEFAULT_ROUTE, Profile, ProfileError, Route, parse
 
+from .balance import p2c
 from .budget import RetryBudget
+from .destination import Endpoint, Target
 from .metrics import ProxyMetrics, RouteStats
 
 log = logging.getLogger("shoal.proxy.routes")
@@ -43,6 +46,16 @@ class RouteTable:
             if route.condition.matches(m, p):
                 return route, stats
         return None, self.default
+
+
+def retry_endpoint(target: Target | None, tried: Endpoint) -> Endpoint:
+    """Where a retry goes: the balancer's pick among the target's other endpoints, or
+    ``tried`` again when it has no other (a retry may still outlast a blip)."""
+    others = [e for e in target.endpoints if e is not tried] if target is not None else []
+    if not others:
+        return tried
+    ep = p2c(others, time.monotonic())
+    return ep if isinstance(ep, Endpoint) else tried
 
 
 def table_for(profile: object, metrics: ProxyMetrics, direction: str,
