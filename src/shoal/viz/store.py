@@ -203,26 +203,27 @@ class _Shape:
     """A scrape's layout, remembered so that the next scrape with the same series in
     the same order (the usual case) is stored without a Python step per sample."""
 
-    __slots__ = ("keys", "sids", "ids", "schema", "hot", "cold", "counters", "off_hot",
+    __slots__ = ("keys", "sids", "schema", "hot", "cold", "counters", "off_hot",
                  "off_cold", "values", "start_at")
 
-    def __init__(self, samples: Sequence[Sample], sids: list[int], hot_at: list[int],
-                 cold_at: list[int], counter_at: list[int], schema: int,
-                 offsets: Mapping[int, float], values: list[float]) -> None:
+    def __init__(self, samples: Sequence[Sample], sids: list[int], cold: Mapping[str, bool],
+                 schema: int, offsets: Mapping[int, float]) -> None:
         #: (name, raw labels) of each sample: a list compare tells a repeat
         self.keys = list(map(_NAME_LABELS, samples))
         self.sids = sids
-        self.hot, self.cold = _picker(hot_at), _picker(cold_at)
-        self.ids = [sids[i] for i in hot_at] + [sids[i] for i in cold_at]
         self.schema = schema
-        self.counters = _picker(counter_at)
+        hot_at = [i for i, s in enumerate(samples) if not cold[s[0]]]
+        cold_at = [i for i, s in enumerate(samples) if cold[s[0]]]
+        self.hot, self.cold = _picker(hot_at), _picker(cold_at)
+        self.counters = _picker([i for i, s in enumerate(samples) if s[3]])
         off = [offsets.get(sid, 0.0) for sid in sids]
         self.off_hot = [off[i] for i in hot_at] if any(off) else None
         self.off_cold = [off[i] for i in cold_at] if any(off) else None
         #: the raw values of the last scrape, in sample order
-        self.values = values
+        self.values = [s[2] for s in samples]
         #: where ``process_start_time_seconds`` is
-        self.start_at: int | None = None
+        self.start_at = next((i for i, s in enumerate(samples)
+                              if s[0] == PROCESS_START and not s[1]), None)
 
 
 @dataclass
@@ -549,24 +550,11 @@ class Store:
             t.sketch_prev.update(sketch_prev)
             t.sketch_baseline = False
             if dedup:
-                t.shape = self._shape_of(t, samples, schema)
+                get = t.keys.get
+                t.shape = _Shape(samples, [get((s[0], s[1])) for s in samples],
+                                 self._cold_names, schema, t.offsets)
 
         return IngestStats(len(ids), len(new), len(sketch_rows)), commit
-
-    def _shape_of(self, t: _Target, samples: Sequence[Sample], schema: int) -> _Shape:
-        cold_names = self._cold_names
-        get = t.keys.get
-        sids = [get((s[0], s[1])) for s in samples]
-        hot_at: list[int] = []
-        cold_at: list[int] = []
-        counter_at = [i for i, s in enumerate(samples) if s[3]]
-        for i, s in enumerate(samples):
-            (cold_at if cold_names[s[0]] else hot_at).append(i)
-        shape = _Shape(samples, sids, hot_at, cold_at, counter_at,  # type: ignore[arg-type]
-                       schema, t.offsets, [s[2] for s in samples])
-        shape.start_at = next((i for i, s in enumerate(samples)
-                               if s[0] == PROCESS_START and not s[1]), None)
-        return shape
 
     def _ingest_same(self, t: _Target, ts: float, samples: Sequence[Sample],
                      sketches: Iterable[tuple[Mapping[str, str], Mapping[str, object]]],
@@ -755,9 +743,9 @@ class Store:
         for k in [k for k in self._records
                   if k[2] <= (raw_cut if k[0] == TIER_RAW else hist_cut)]:
             self._records_bytes -= self._records.pop(k).size()
-        for k in [k for k in self._pieces_done
-                  if k[2] < (raw_cut if k[1] == TIER_MINUTE else hist_cut)]:
-            self._pieces_bytes -= sum(ds.size() for ds in self._pieces_done.pop(k).values()) + 200
+        for pk in [pk for pk in self._pieces_done
+                   if pk[2] < (raw_cut if pk[1] == TIER_MINUTE else hist_cut)]:
+            self._pieces_bytes -= sum(ds.size() for ds in self._pieces_done.pop(pk).values()) + 200
         self._around.clear()
 
     # -- reading ----------------------------------------------------------
