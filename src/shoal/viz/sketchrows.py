@@ -21,8 +21,7 @@ import math
 import struct
 from array import array
 from collections.abc import Mapping, Sequence
-from itertools import compress
-from operator import add, sub
+from operator import add
 
 from ..proxy.latency import LatencySketch
 from . import deflate
@@ -129,27 +128,16 @@ def delta(prev: Previous | None, zero: int, bins: Mapping[str, int], count: int,
     when the proxy restarted or any bin went down (a reset, as for counters)."""
     if prev is None or restarted or count < prev[0] or zero < prev[1]:
         return zero, bins
-    pbins = prev[2]
-    n = len(pbins)
-    if n > len(bins):
-        return zero, bins
-    keys = list(bins)
-    if keys[:n] == list(pbins):
-        # a proxy's bins keep their order and new ones come last: subtract in C
-        vals = list(bins.values())
-        diffs = list(map(sub, vals, pbins.values()))
-        if diffs and min(diffs) < 0:
-            return zero, bins
-        out = dict(compress(zip(keys, diffs), diffs))  # noqa: B905 (diffs is shorter)
-        out.update(zip(keys[n:], vals[n:], strict=True))
-        return zero - prev[1], out
-    pget = pbins.get
+    pget = prev[2].get
     out = {}
-    for i, n in bins.items() - pbins.items():  # the changed bins, found in C
+    for i, n in bins.items():
         d = n - pget(i, 0)
-        if d < 0:
-            return zero, bins
-        out[i] = d
+        if d:
+            if d < 0:
+                return zero, bins
+            out[i] = d
+    if len(prev[2]) > len(bins):
+        return zero, bins
     return zero - prev[1], out
 
 
