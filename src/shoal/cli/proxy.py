@@ -40,6 +40,8 @@ def _opt(name: str, help: str, **kw):  # type: ignore[no-untyped-def]
 @_opt("--tap-redact", "More header names to redact in tap (comma-separated).")
 @_opt("--tap-record-bytes", "Keep recent tap events in a ring of this many bytes "
       "(for `shoal tap --since`); 0 (default) is off.")
+@_opt("--tap-client-id", "The control plane's identity: the only TLS client allowed to tap "
+      "(plaintext tap is accepted from loopback only).")
 @_opt("--control-plane", "Control plane API URL (discovery, identity).")
 @_opt("--bootstrap-token", "One-time token for this proxy's first certificate.")
 @_opt("--profile", "Service profile file (YAML/JSON) for static destinations (repeatable).",

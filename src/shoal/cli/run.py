@@ -44,7 +44,8 @@ def _env_pairs(_ctx: click.Context, _param: click.Parameter, values: tuple[str, 
 @click.option("--env", "env", multiple=True, callback=_env_pairs, metavar="KEY=VALUE",
               help="Environment of the app (repeatable).")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Where each pod's inbound listener binds (another host's reach: its IP).")
+              help="Where each pod's inbound and tap listeners bind (another host's reach: "
+                   "its IP; the control plane then taps over mTLS).")
 @click.option("--advertise", metavar="HOST",
               help="The address other hosts reach the pods at (needed with --host 0.0.0.0).")
 @click.option("--attach", is_flag=True, help="Stream the pods' logs after they are ready.")

@@ -8,6 +8,7 @@ Parts, from the disk up to the wire:
   registry    namespaces, deployments, replica sets, pods, services, service accounts
   ca          trust anchors and the issuer (ECDSA P-256), certificate signing
   identity    bootstrap and renewal tokens, the certify policy, anchor rotation
+  plane_identity  the control plane's own certificate (it taps remote proxies with it)
   destination endpoint/profile snapshots per authority and their watch streams
   plane       ControlPlane: the live handles (registry, identity, destination) together
   models      the API's strict request bodies (unknown fields refused, sizes bounded)

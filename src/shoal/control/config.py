@@ -50,6 +50,12 @@ def identity_name(service_account: str, namespace: str) -> str:
     return f"{service_account}.{namespace}.serviceaccount.{TRUST_DOMAIN}"
 
 
+#: The identity the control plane presents when it taps proxies on other hosts. No pod
+#: may be issued it (``Identity.issue_token`` refuses); proxies accept TLS tap only
+#: from it (``shoal proxy --tap-client-id``, whose default is this name).
+CONTROL_PLANE_IDENTITY = identity_name("shoal-control", "shoal")
+
+
 @dataclass(frozen=True)
 class ControlConfig:
     home: Path

@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .ca import Authority, cert_pem, sign_leaf
-from .config import ControlConfig, identity_name
+from .config import CONTROL_PLANE_IDENTITY, ControlConfig, identity_name
 from .errors import Forbidden, InvalidRequest, Unauthorized
 from .state import read_json, write_json
 
@@ -54,6 +54,9 @@ class Identity:
     # -- tokens ------------------------------------------------------------------
     def issue_token(self, namespace: str, service_account: str, pod: str,
                     kind: str = "bootstrap", ttl: float = BOOTSTRAP_TTL) -> str:
+        if identity_name(service_account, namespace) == CONTROL_PLANE_IDENTITY:
+            raise Forbidden(f"service account {service_account} in namespace {namespace} "
+                            "is the control plane's identity; no pod may have it")
         token = secrets.token_urlsafe(24)
         self.tokens[_digest(token)] = {
             "kind": kind, "namespace": namespace, "pod": pod, "used": False,

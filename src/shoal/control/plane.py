@@ -16,6 +16,7 @@ from shoal import __version__
 from .config import ControlConfig
 from .destination import Destination
 from .identity import Identity
+from .plane_identity import PlaneIdentity
 from .registry import Registry
 from .state import Home
 
@@ -33,6 +34,8 @@ class ControlPlane:
     destination: Destination
     started: float = field(default_factory=time.time)
     probes: dict[str, HealthProbe] = field(default_factory=dict)
+    #: the control plane's own certificate (tap over mTLS), issued by ``open``
+    own_identity: PlaneIdentity | None = None
 
     @classmethod
     def open(cls, config: ControlConfig) -> ControlPlane:
@@ -42,6 +45,7 @@ class ControlPlane:
         plane = cls(config=config, token=home.token(), registry=registry,
                     identity=Identity(config, home.identity),
                     destination=Destination(registry, config.watch_heartbeat))
+        plane.own_identity = PlaneIdentity(plane.identity)
         plane.probes["destination"] = lambda: (True, f"{plane.destination.watchers} watchers")
         plane.probes["identity"] = plane._identity_health
         return plane

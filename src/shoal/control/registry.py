@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import identity_name
+from .config import CONTROL_PLANE_IDENTITY, identity_name
 from .errors import Conflict, InvalidRequest, NotFound
 from .names import MAX_NAME, check_name, template_hash
 from .state import read_json, write_json
@@ -44,6 +44,9 @@ class DeploymentSpec:
         check_name(self.namespace, "namespace")
         check_name(self.name, "name", MAX_NAME)
         check_name(self.service_account, "service account")
+        if identity_name(self.service_account, self.namespace) == CONTROL_PLANE_IDENTITY:
+            raise InvalidRequest(f"service account {self.service_account} in namespace "
+                                 f"{self.namespace} is reserved for the control plane")
         if not self.command:
             raise InvalidRequest("command must not be empty")
         for port, what in ((self.port, "port"), (self.service_port or 1, "service port")):

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .supervisor import Supervisor
 
 ADDRESSES = ("inbound", "outbound", "admin", "tap")
+#: the listeners bound on the pod's ``--host`` and advertised for other hosts
+REACHABLE = ("inbound", "tap")
 READY_LINE_TIMEOUT = 30.0
 
 
@@ -125,10 +127,13 @@ class Replica:
         spec = self.sup.spec
         addr = {k: (self.addrs[k] if self.reuse_ports and k in self.addrs else "127.0.0.1:0")
                 for k in ADDRESSES}
-        if not (self.reuse_ports and "inbound" in self.bound):
-            addr["inbound"] = f"{_bracket(spec.host)}:0"
-        else:
-            addr["inbound"] = self.bound["inbound"]
+        # inbound and tap bind where other hosts reach them (the control plane taps over
+        # mTLS when that is not loopback); outbound and admin stay on loopback
+        for k in REACHABLE:
+            if not (self.reuse_ports and k in self.bound):
+                addr[k] = f"{_bracket(spec.host)}:0"
+            else:
+                addr[k] = self.bound[k]
         argv = [*(spec.proxy_command or default_proxy_command()),
                 "--inbound", addr["inbound"], "--app", f"127.0.0.1:{self.app_port}",
                 "--outbound", addr["outbound"], "--admin", addr["admin"], "--tap", addr["tap"],
@@ -183,12 +188,14 @@ class Replica:
             await self._backoff(backoff, since)
 
     def _advertised(self, bound: dict[str, str]) -> dict[str, str]:
-        """The inbound address peers use: the bound port on the advertised host."""
+        """The inbound and tap addresses other hosts use: the bound ports on the
+        advertised host."""
         out = dict(bound)
         spec = self.sup.spec
         host = spec.advertise or (None if spec.host in ("127.0.0.1", "localhost") else spec.host)
-        if host and "inbound" in bound:
-            out["inbound"] = f"{_bracket(host)}:{bound['inbound'].rpartition(':')[2]}"
+        for k in REACHABLE:
+            if host and k in bound:
+                out[k] = f"{_bracket(host)}:{bound[k].rpartition(':')[2]}"
         return out
 
     def _app_env(self) -> dict[str, str]:

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
@@ -40,6 +42,7 @@ from shoal import profiles as profile_model
 from shoal.viz.errors import UnknownResource
 from shoal.viz.queries import Kind, resource_kind
 
+from .config import identity_name
 from .errors import ControlError, Forbidden, InvalidRequest, NotFound
 from .plane import ControlPlane
 from .registry import Pod
@@ -231,6 +234,29 @@ def enrich(ev: dict[str, Any], pod: Pod, routes: RouteNamer) -> dict[str, Any]:
 
 # -- the session: one stream per pod, merged ------------------------------------------
 
+def tap_target(pod: Pod) -> tuple[str, str]:
+    """(URL, TLS server name) of a pod's tap stream: plaintext to a loopback listener
+    (the proxy trusts its own host), otherwise mTLS, the proxy verified as the pod's
+    identity and this control plane presenting its own (``PlaneIdentity``).
+
+    >>> from shoal.control.registry import Pod
+    >>> pod = Pod("emojivoto", "web-1", "web", "web-5f", "5f", "web", 0.0, tap="10.0.0.7:4190")
+    >>> tap_target(pod)
+    ('https://10.0.0.7:4190/tap', 'web.emojivoto.serviceaccount.identity.shoal.local')
+    >>> tap_target(Pod("ns", "p", "d", "d-1", "1", "default", 0.0, tap="127.0.0.1:4190"))[1]
+    ''
+    """
+    addr = str(pod.tap)
+    host = addr.rpartition(":")[0].strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return f"http://{addr}/tap", ""
+    return f"https://{addr}/tap", identity_name(pod.serviceaccount, pod.namespace)
+
+
 class TapSession:
     """Taps every pod, merges their events into one queue; ``close()`` releases all.
 
@@ -240,9 +266,11 @@ class TapSession:
     """
 
     def __init__(self, pods: list[Pod], spec: dict[str, Any], routes: RouteNamer,
-                 follow: Callable[[], list[Pod]] | None = None) -> None:
+                 follow: Callable[[], list[Pod]] | None = None,
+                 tls: Callable[[], ssl.SSLContext] | None = None) -> None:
         self.pods = pods
         self.follow = follow
+        self.tls = tls
         self.spec = spec
         self.routes = routes
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_MAX)
@@ -301,9 +329,17 @@ class TapSession:
     async def _pump(self, pod: Pod) -> None:
         started = self.started[pod.name]
         try:
-            async with httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(
+            url, server_name = tap_target(pod)
+            verify: ssl.SSLContext | bool = True
+            if server_name:
+                if self.tls is None:
+                    raise BadGateway(f"pod {pod.name}: its tap listener is on another host "
+                                     "and this control plane has no certificate")
+                verify = self.tls()
+            async with httpx.AsyncClient(trust_env=False, verify=verify, timeout=httpx.Timeout(
                     5.0, read=None)) as client, client.stream(
-                    "POST", f"http://{pod.tap}/tap", json=self.spec) as r:
+                    "POST", url, json=self.spec,
+                    extensions={"sni_hostname": server_name} if server_name else None) as r:
                 if r.status_code != 200:
                     text = (await r.aread()).decode(errors="replace").strip()
                     raise BadGateway(f"pod {pod.name}: {text or r.status_code}")
@@ -385,8 +421,10 @@ async def open_session(plane: ControlPlane, body: TapIn, reveal: str | None) -> 
         raise NotFound(f'no pods to tap for type="{kind.name}" name="{name}"')
     spec = {"filter": flt, "max_rps": body.max_rps / len(pods), "headers": body.headers,
             "reveal": body.reveal, "failures": body.failures, "since": body.since}
+    own = plane.own_identity
     session = TapSession(pods, spec, RouteNamer(plane),
-                         follow=lambda: pods_of(plane, kind, name, body.namespace))
+                         follow=lambda: pods_of(plane, kind, name, body.namespace),
+                         tls=own.client_context if own is not None else None)
     await session.start()
     return session
 

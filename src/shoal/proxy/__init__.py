@@ -22,5 +22,6 @@ Parts, in the order a connection meets them:
   classify    success/failure rules shared by metrics and tap
   tap         in-process subscribers and the events they receive
   admin       /metrics /ready /live /shutdown and the tap stream
+  taplistener the tap port: plaintext from loopback, mTLS from the control plane only
 Live shared handles travel together in `runtime.Runtime`.
 """

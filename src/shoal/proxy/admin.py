@@ -6,16 +6,17 @@ Tap: ``POST /tap`` with a JSON body ``{"filter": {...}, "max_rps": 100,
 "headers": true, "reveal": false, "failures": false, "since": 0}`` streams one JSON
 event per line until the client goes away: first ``{"type": "started",
 "recorder_bytes": N}``, then events (``since`` seconds replayed from the flight
-recorder first), and a ``{"type": "stats", "dropped": N}`` line every second.
+recorder first), and a ``{"type": "stats", "dropped": N, "limited": M}`` line every
+second (``limited``: the part of ``dropped`` that was over ``max_rps``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import json
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -23,11 +24,19 @@ import h11
 
 from .runtime import Runtime
 from .tap import TapFilter, TapFilterError
+from .taplistener import refusal
 
 log = logging.getLogger("shoal.proxy.admin")
 
 MAX_BODY = 64 * 1024
 READ_TIMEOUT = 10.0
+#: seconds between a tap stream's ``stats`` lines
+STATS_EVERY = 1.0
+#: seconds (on average) a tap stream waits after an event for more, to write them
+#: together (a person reading a tap does not see 0.1 s; the data path sees every write)
+TAP_LINGER = 0.1
+#: most events a tap stream encodes and writes in one go (about a millisecond)
+TAP_BATCH = 64
 
 
 @dataclass
@@ -37,6 +46,9 @@ class Reply:
     content_type: str = "text/plain; charset=utf-8"
     stream: AsyncIterator[bytes] | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
+    #: called when a streaming reply's client goes away (the stream should end soon);
+    #: without it the handler's task is cancelled
+    on_gone: Callable[[], None] | None = None
 
 
 @dataclass
@@ -47,16 +59,26 @@ class Request:
     body: bytes
     peer: str
     loopback: bool
+    tls: bool = False
+    #: the verified identity of a TLS client's certificate ("" without one)
+    client_id: str = ""
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
 
 
 def is_loopback(host: str) -> bool:
+    """127.0.0.0/8 or ::1, also as an IPv4-mapped peer of a dual-stack listener.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("::ffff:127.0.0.1"), is_loopback("10.0.0.1")
+    (True, True, False)
+    """
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host.partition("%")[0])
     except ValueError:
         return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool((mapped or ip).is_loopback)
 
 
 class HttpServer:
@@ -71,12 +93,19 @@ class HttpServer:
         assert task is not None
         self.clients.add(task)
         peer = writer.get_extra_info("peername") or ("", 0)
+        tls = writer.get_extra_info("ssl_object")
+        client_id = ""
+        if tls is not None:
+            from .identity import peer_identity
+
+            client_id = peer_identity(tls.getpeercert())
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
         try:
             while True:
                 req = await self._read_request(conn, reader, peer[0])
                 if req is None:
                     break
+                req.tls, req.client_id = tls is not None, client_id
                 keep = await self._respond(conn, reader, writer, req)
                 if not keep or conn.our_state is not h11.DONE:
                     break
@@ -141,11 +170,23 @@ class HttpServer:
         # A stream ends as soon as its client goes away, not at the next failed write:
         # a tap released late would keep costing the data path.
         gone = asyncio.ensure_future(reader.read(1))
+        task = asyncio.current_task()
+
+        def client_gone(_: asyncio.Future[bytes]) -> None:
+            if gone.cancelled():
+                return
+            if reply.on_gone is not None:
+                reply.on_gone()
+            elif task is not None:
+                task.cancel()
+
+        gone.add_done_callback(client_gone)
         try:
-            async for chunk in _until(reply.stream, gone):
+            async for chunk in reply.stream:
                 writer.write(conn.send(h11.Data(data=chunk)))
                 await writer.drain()
         finally:
+            gone.remove_done_callback(client_gone)
             gone.cancel()
             aclose = getattr(reply.stream, "aclose", None)
             if aclose is not None:
@@ -174,24 +215,6 @@ class HttpServer:
     def close_clients(self) -> None:
         for task in list(self.clients):
             task.cancel()
-
-
-async def _until(stream: AsyncIterator[bytes],
-                 gone: asyncio.Future[bytes]) -> AsyncIterator[bytes]:
-    """The chunks of ``stream`` until ``gone`` completes (the client closed or sent more)."""
-    it = stream.__aiter__()
-    while True:
-        nxt = asyncio.ensure_future(it.__anext__())
-        await asyncio.wait((nxt, gone), return_when=asyncio.FIRST_COMPLETED)
-        if not nxt.done():
-            nxt.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                await nxt
-            return
-        try:
-            yield nxt.result()
-        except StopAsyncIteration:
-            return
 
 
 def admin_routes(rt: Runtime, shutdown: Callable[[], None]) -> dict[tuple[str, str], Handler]:
@@ -228,8 +251,11 @@ def admin_routes(rt: Runtime, shutdown: Callable[[], None]) -> dict[tuple[str, s
 
 def tap_routes(rt: Runtime) -> dict[tuple[str, str], Handler]:
     async def tap(req: Request) -> Reply:
-        if not req.loopback:
-            return Reply(403, b"tap is only accepted from loopback or the control plane\n")
+        refused = refusal(req.loopback, req.tls, req.client_id, rt.config.tap_client_id)
+        if refused:
+            rt.connection_error("tap", refused, peer=req.peer, client_id=req.client_id)
+            why = REFUSALS[refused] + (f" (not {req.client_id})" if req.client_id else "")
+            return Reply(403, why.encode() + b"\n")
         try:
             spec = json.loads(req.body or b"{}")
             if not isinstance(spec, dict):
@@ -256,26 +282,52 @@ def tap_routes(rt: Runtime) -> dict[tuple[str, str], Handler]:
                    "recorder_bytes": recorder.max_bytes if recorder is not None else 0}
 
         async def events() -> AsyncIterator[bytes]:
+            loop = asyncio.get_running_loop()
+            timer: asyncio.TimerHandle | None = None
             try:
                 yield json.dumps(started).encode() + b"\n"
-                while not rt.stopping.is_set():
+                next_stats = loop.time() + STATS_EVERY
+                while not sub.closed and not rt.stopping.is_set():
                     if not sub.events:
-                        try:
-                            await asyncio.wait_for(sub.wake.wait(), 1.0)
-                        except TimeoutError:
-                            yield json.dumps({"type": "stats",
-                                              "dropped": sub.dropped}).encode() + b"\n"
-                            continue
-                    batch = sub.drain()
-                    if batch:
-                        yield b"".join(json.dumps(e).encode() + b"\n" for e in batch)
+                        # until an event, the next stats line, or the reader leaves;
+                        # a timer, not wait_for: no task per wait
+                        timer = loop.call_at(next_stats, sub.wake.set)
+                        await sub.wake.wait()
+                        timer.cancel()
+                        if sub.events and TAP_LINGER > 0:
+                            # let a batch gather: one write per reader every TAP_LINGER
+                            # seconds or so rather than one per event, however busy the
+                            # proxy. Readers woken by the same event flush at spread-out
+                            # times, so requests never wait for all of them at once.
+                            await asyncio.sleep(TAP_LINGER * (0.5 + random.random()))
+                    else:  # a backlog, written in bounded batches with requests between
+                        await asyncio.sleep(0)
+                    if sub.closed:
+                        break
+                    out = sub.drain_lines(TAP_BATCH)
+                    if loop.time() >= next_stats:
+                        next_stats = loop.time() + STATS_EVERY
+                        out += json.dumps({"type": "stats", "dropped": sub.dropped,
+                                           "limited": sub.limited}).encode() + b"\n"
+                    if out:
+                        yield out
             finally:
+                if timer is not None:
+                    timer.cancel()
                 rt.tap.unsubscribe(sub)
 
-        return Reply(200, content_type="application/x-ndjson", stream=events())
+        return Reply(200, content_type="application/x-ndjson", stream=events(),
+                     on_gone=sub.close)
 
     return {("POST", "/tap"): tap}
 
+
+REFUSALS = {
+    "plaintext_refused": "tap is only accepted from loopback, or over mTLS from the "
+                         "control plane",
+    "client_cert_missing": "tap over TLS needs the control plane's client certificate",
+    "client_identity_refused": "tap is only accepted from the control plane's identity",
+}
 
 #: fields of a ``POST /tap`` body
 TAP_FIELDS = frozenset({"filter", "max_rps", "headers", "reveal", "failures", "since"})

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 
 Addr = tuple[str, int]
 
+#: The identity the control plane's tap client presents (``control.config``
+#: ``CONTROL_PLANE_IDENTITY``): the only TLS client a tap listener serves.
+TAP_CLIENT_ID = "shoal-control.shoal.serviceaccount.identity.shoal.local"
+
 
 class ConfigError(ValueError):
     """A flag or environment value the proxy cannot use."""
@@ -108,6 +112,7 @@ class ProxyConfig:
     tap_redact: tuple[str, ...] = ()     # more header names to redact in tap
     tap_max_subscribers: int = 64
     tap_record_bytes: int = 0            # flight recorder of recent tap events; 0: off
+    tap_client_id: str = TAP_CLIENT_ID   # the one TLS identity allowed to tap (non-loopback)
     control_plane: str = ""              # http://host:port of the control plane API
     bootstrap_token: str = ""            # one-time token for the first certificate
     mtls: str = "permissive"             # "strict": refuse plaintext inbound connections
@@ -129,7 +134,7 @@ class ProxyConfig:
             if v is not None:
                 kw[key] = None if v == "off" else parse_addr(v, f"--{key}")
         for key in ("namespace", "deployment", "pod", "service_account", "log_level",
-                "control_plane", "bootstrap_token", "mtls"):
+                "control_plane", "bootstrap_token", "mtls", "tap_client_id"):
             v = get(key)
             if v is not None:
                 kw[key] = v

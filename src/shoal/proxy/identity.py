@@ -43,16 +43,38 @@ class Credentials:
     client: ssl.SSLContext
     expiry: float
     renew_after: float
+    #: the tap listener's server context (client certificate optional, verified)
+    tap: ssl.SSLContext | None = None
 
 
 def contexts(key: ec.EllipticCurvePrivateKey, cert_pem: str, chain: list[str],
              anchors: list[str]) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """(server, client) TLS 1.3 contexts that require and verify the peer's certificate."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    _load(key, cert_pem, chain, anchors, server, client)
+    for ctx in (server, client):
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    client.check_hostname = True
+    return server, client
+
+
+def tap_context(key: ec.EllipticCurvePrivateKey, cert_pem: str, chain: list[str],
+                anchors: list[str]) -> ssl.SSLContext:
+    """The tap listener's server context: a client certificate is verified when sent
+    but not required by the handshake, so a caller without one gets a 403 that says
+    why instead of a bare TLS alert (the tap handler checks the identity)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _load(key, cert_pem, chain, anchors, ctx)
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+def _load(key: ec.EllipticCurvePrivateKey, cert_pem: str, chain: list[str],
+          anchors: list[str], *ctxs: ssl.SSLContext) -> None:
     key_pem = key.private_bytes(serialization.Encoding.PEM,
                                 serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     # ssl loads a key only from a file: a private directory, removed at once.
     with tempfile.TemporaryDirectory(prefix="shoal-id-") as d:
         os.chmod(d, 0o700)
@@ -62,13 +84,10 @@ def contexts(key: ec.EllipticCurvePrivateKey, cert_pem: str, chain: list[str],
             f.write(key_pem)
         with open(cert_file, "w") as f:
             f.write(cert_pem + "".join(chain))
-        for ctx in (server, client):
+        for ctx in ctxs:
             ctx.minimum_version = ssl.TLSVersion.TLSv1_3
             ctx.load_cert_chain(cert_file, key_file)
             ctx.load_verify_locations(cadata="".join(anchors))
-            ctx.verify_mode = ssl.CERT_REQUIRED
-    client.check_hostname = True
-    return server, client
 
 
 def peer_identity(cert: dict | None) -> str:  # type: ignore[type-arg]
@@ -96,12 +115,15 @@ class Identity:
                                            {"csr": csr, "token": self.token})
         server, client = contexts(key, answer["certificate"], answer.get("chain", []),
                                   answer["trust_anchors"])
+        tap = tap_context(key, answer["certificate"], answer.get("chain", []),
+                          answer["trust_anchors"])
         self._material = (key, answer["certificate"], list(answer.get("chain", [])),
                           list(answer["trust_anchors"]))
         self.token = answer.get("renew_token", self.token)
         creds = Credentials(self.name, server, client, float(answer["expiry"]),
                             float(answer.get("renew_after") or
-                                  time.time() + 0.7 * (answer["expiry"] - time.time())))
+                                  time.time() + 0.7 * (answer["expiry"] - time.time())),
+                            tap)
         self.current = creds
         for cb in self.on_change:
             cb(creds)
@@ -119,9 +141,10 @@ class Identity:
         if anchors == old or not anchors:
             return False
         server, client = contexts(key, cert, chain, anchors)
+        tap = tap_context(key, cert, chain, anchors)
         self._material = (key, cert, chain, anchors)
         c = self.current
-        self.current = Credentials(c.name, server, client, c.expiry, c.renew_after)
+        self.current = Credentials(c.name, server, client, c.expiry, c.renew_after, tap)
         log.info("trust anchors updated count=%d", len(anchors))
         return True
 

@@ -24,6 +24,7 @@ from .detect import Detect
 from .discovery import Discovery
 from .runtime import Runtime
 from .sides import FixedSide, InboundSide, OutboundSide, Side
+from .taplistener import TapListener
 
 log = logging.getLogger("shoal.proxy")
 
@@ -45,7 +46,7 @@ class ProxyServer:
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
         self.rt = Runtime(config)
-        self.servers: dict[str, asyncio.Server] = {}
+        self.servers: dict[str, asyncio.Server | TapListener] = {}
         self.addresses: dict[str, str] = {}
         self.admin = HttpServer(admin_routes(self.rt, self.shutdown))
         self.tap = HttpServer(tap_routes(self.rt))
@@ -127,9 +128,11 @@ class ProxyServer:
             await self._listen(f"upstream {name}", addr,
                                lambda name=name: Detect(rt, lambda: self.fixed_side(name)))
         loop = asyncio.get_running_loop()
-        for name, srv, addr in (("admin", self.admin, cfg.admin), ("tap", self.tap, cfg.tap)):
-            server = await asyncio.start_server(srv.handle, addr[0], addr[1],
-                                                limit=64 * 1024, reuse_address=True)
+        admin = await asyncio.start_server(self.admin.handle, cfg.admin[0], cfg.admin[1],
+                                           limit=64 * 1024, reuse_address=True)
+        # plaintext from loopback and mTLS from the control plane on one port
+        tap = await TapListener.bind(rt, cfg.tap, self.tap.handle)
+        for name, server in (("admin", admin), ("tap", tap)):
             self.servers[name] = server
             sock = server.sockets[0].getsockname()
             self.addresses[name] = format_addr((sock[0], sock[1]))

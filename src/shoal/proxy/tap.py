@@ -6,6 +6,13 @@ limit and a bounded queue: a slow reader gets drops (counted), never back-pressu
 requests. Secret headers are replaced by ``<redacted>`` here, before an event leaves
 the proxy, unless the subscription was granted ``reveal``.
 
+Identical subscriptions (same filter and ``max_rps``: several people tapping the same
+resource, or dashboard tabs) form a ``TapGroup``: one match and one rate limit per
+request for all of them, so they admit the same requests; and every event is one dict
+shared by all its subscribers that remembers its JSON line: it is encoded once however
+many take it. A busy proxy's cost of tapping grows with the events delivered, hardly
+with the number of identical tappers.
+
 The flight recorder (off by default, ``--tap-record-bytes N``) keeps the most recent
 events in a ring capped at N bytes, so a tap started now can replay what happened
 just before (``since``). It only ever holds redacted headers: a secret is never
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import re
 import time
 from collections import OrderedDict, deque
@@ -108,8 +116,55 @@ class TapFilter:
                             dst if isinstance(dst, Mapping) else None)
 
 
+class TapEvent(dict):  # type: ignore[type-arg]
+    """An event as subscribers receive it; ``line`` is its JSON, set on first use."""
+
+    __slots__ = ("line",)
+    line: bytes
+
+
+def json_line(ev: Mapping[str, object]) -> bytes:
+    """The event as one NDJSON line, encoded once per ``TapEvent``."""
+    line: bytes | None = getattr(ev, "line", None)
+    if line is None:
+        line = json.dumps(ev).encode() + b"\n"
+        if isinstance(ev, TapEvent):
+            ev.line = line
+    return line
+
+
+class TapGroup:
+    """The subscriptions with the same filter and ``max_rps``: one match and one token
+    bucket (``max_rps`` requests a second, bursts of ``max_rps``) per request for all
+    of them, so a request they do not get costs the same for one tapper or twenty."""
+
+    __slots__ = ("filter", "max_rps", "members", "tokens", "refilled", "refused")
+
+    def __init__(self, flt: TapFilter, max_rps: float) -> None:
+        self.filter = flt
+        self.max_rps = max_rps
+        self.members: list[TapSubscription] = []
+        self.tokens = max_rps
+        self.refilled = time.monotonic()
+        #: requests over the rate limit since the group began
+        self.refused = 0
+
+    def admit(self) -> bool:
+        """Take a token for a request (the rate limit counts requests, not events)."""
+        if self.max_rps <= 0:
+            return True
+        now = time.monotonic()
+        self.tokens = min(self.max_rps, self.tokens + (now - self.refilled) * self.max_rps)
+        self.refilled = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        self.refused += 1
+        return False
+
+
 class TapSubscription:
-    """One tapper: a filter, a token bucket, a bounded queue of events.
+    """One tapper: a filter, a (shared) rate limit, a bounded queue of events.
 
     ``failures``: only requests classified as failures. That is known at ``end``, so
     the ``req`` and ``rsp`` events of each request are held back until then and
@@ -117,33 +172,32 @@ class TapSubscription:
     """
 
     def __init__(self, flt: TapFilter, max_rps: float, headers: bool, reveal: bool,
-                 queue_max: int, failures: bool = False) -> None:
+                 queue_max: int, failures: bool = False,
+                 group: TapGroup | None = None) -> None:
         self.filter = flt
         self.max_rps = max_rps
+        self.group = group or TapGroup(flt, max_rps)
+        self._refused_before = self.group.refused
         self.headers = headers
         self.reveal = reveal
         self.failures = failures
         self.held: OrderedDict[object, list[Event]] = OrderedDict()
         self.events: deque[Event] = deque()
         self.queue_max = queue_max
-        self.dropped = 0
+        #: events not delivered for a full queue (a slow reader) or held too long
+        self.lost = 0
         self.wake = asyncio.Event()
-        self._tokens = max_rps
-        self._refilled = time.monotonic()
         self.closed = False
 
-    def admit(self) -> bool:
-        """Take a token for a new request (the rate limit counts requests, not events)."""
-        if self.max_rps <= 0:
-            return True
-        now = time.monotonic()
-        self._tokens = min(self.max_rps, self._tokens + (now - self._refilled) * self.max_rps)
-        self._refilled = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        self.dropped += 1
-        return False
+    @property
+    def limited(self) -> int:
+        """Requests this subscription did not get for being over ``max_rps``."""
+        return self.group.refused - self._refused_before
+
+    @property
+    def dropped(self) -> int:
+        """What this subscriber missed: requests over ``max_rps`` and lost events."""
+        return self.limited + self.lost
 
     def push(self, event: Event) -> None:
         if self.failures:
@@ -153,7 +207,7 @@ class TapSubscription:
                 if held is None:
                     if len(self.held) >= MAX_HELD:
                         self.held.popitem(last=False)
-                        self.dropped += 1
+                        self.lost += 1
                     held = self.held[key] = []
                 held.append(event)
                 return
@@ -166,7 +220,7 @@ class TapSubscription:
 
     def _enqueue(self, event: Event) -> None:
         if len(self.events) >= self.queue_max:
-            self.dropped += 1
+            self.lost += 1
             return
         self.events.append(event)
         self.wake.set()
@@ -176,6 +230,24 @@ class TapSubscription:
         self.events.clear()
         self.wake.clear()
         return out
+
+    def drain_lines(self, most: int = 0) -> bytes:
+        """The oldest ``most`` queued events (all when 0) as NDJSON, taken off the
+        queue. Bounding a batch bounds the time one write keeps the loop from the
+        data path, also when a reader comes back with a full queue."""
+        events = self.events
+        if most <= 0 or len(events) <= most:
+            out = b"".join(map(json_line, events))
+            events.clear()
+            self.wake.clear()
+            return out
+        pop = events.popleft
+        return b"".join(json_line(pop()) for _ in range(most))
+
+    def close(self) -> None:
+        """The reader went away: the stream ends at its next wake-up."""
+        self.closed = True
+        self.wake.set()
 
 
 def redact(headers: Iterable[tuple[str, str]], deny: frozenset[str]) -> list[list[str]]:
@@ -242,19 +314,26 @@ class TapExchange:
         self.started = time.monotonic()
 
     def _emit(self, kind: str, fields: Event, headers: Headers | None) -> None:
-        ev = dict(self.base, type=kind, ts=time.time(), **fields)
-        redacted = None
-        if headers is not None:
-            redacted = redact(headers, self.hub.deny)
+        # One dict per view of the event (no headers / redacted / revealed), shared by
+        # every subscriber with that view, so each is encoded to JSON once.
+        ev = TapEvent(self.base, type=kind, ts=time.time(), **fields)
+        redacted = revealed = None
         for s in self.subs:
-            if s.headers and headers is not None:
-                s.push(dict(ev, headers=[[n, v] for n, v in headers] if s.reveal
-                            else redacted))
-            else:
+            if not s.headers or headers is None:
                 s.push(ev)
+            elif s.reveal:
+                if revealed is None:
+                    revealed = TapEvent(ev, headers=[[n, v] for n, v in headers])
+                s.push(revealed)
+            else:
+                if redacted is None:
+                    redacted = TapEvent(ev, headers=redact(headers, self.hub.deny))
+                s.push(redacted)
         recorder = self.hub.recorder
         if recorder is not None:
-            recorder.add(ev if redacted is None else dict(ev, headers=redacted))
+            if redacted is None and headers is not None:
+                redacted = TapEvent(ev, headers=redact(headers, self.hub.deny))
+            recorder.add(redacted if redacted is not None else ev)
 
     def response(self, status: int, headers: Headers | None, latency_us: int) -> None:
         self._emit("rsp", {"status": status, "latency_us": latency_us}, headers)
@@ -276,13 +355,18 @@ class TapHub:
         self.recorder = FlightRecorder(record_bytes) if record_bytes > 0 else None
         self.active = self.recorder is not None
         self._ids = itertools.count(1)
+        #: (filter, max_rps) -> its subscriptions, matched and rate-limited together
+        self.groups: dict[tuple[TapFilter, float], TapGroup] = {}
 
     def subscribe(self, flt: TapFilter, *, max_rps: float = 100.0, headers: bool = True,
                   reveal: bool = False, queue_max: int = 10_000, failures: bool = False,
                   since: float = 0.0) -> TapSubscription:
         """A new subscription; ``since`` seconds of recorded events are replayed into it
         first (always redacted: the recorder keeps no secrets)."""
-        sub = TapSubscription(flt, max_rps, headers, reveal, queue_max, failures)
+        group = self.groups.get((flt, max_rps))
+        if group is None:
+            group = self.groups[(flt, max_rps)] = TapGroup(flt, max_rps)
+        sub = TapSubscription(flt, max_rps, headers, reveal, queue_max, failures, group)
         if since > 0 and self.recorder is not None:
             for ev in self.recorder.since(time.time() - since):
                 if flt.matches_event(ev):
@@ -290,13 +374,18 @@ class TapHub:
                         ev = {k: v for k, v in ev.items() if k != "headers"}
                     sub.push(dict(ev, replayed=True))
         self.subs.append(sub)
+        group.members.append(sub)
         self.active = True
         return sub
 
     def unsubscribe(self, sub: TapSubscription) -> None:
-        sub.closed = True
+        sub.close()
         if sub in self.subs:
             self.subs.remove(sub)
+            group = sub.group
+            group.members.remove(sub)
+            if not group.members:
+                self.groups.pop((group.filter, group.max_rps), None)
         self.active = bool(self.subs) or self.recorder is not None
 
     def request(self, *, conn_id: int, stream: int, direction: str, src: str, dst: str,
@@ -305,9 +394,11 @@ class TapHub:
                 dst_labels: dict[str, str] | None = None) -> TapExchange | None:
         """Publish a ``req`` event to matching subscribers (and the recorder); None when
         nobody wants it."""
-        subs = [s for s in self.subs
-                if s.filter.matches(direction, method, scheme, authority, path, dst_labels)
-                and s.admit()]
+        subs: list[TapSubscription] = []
+        for group in self.groups.values():
+            if group.filter.matches(direction, method, scheme, authority, path, dst_labels) \
+                    and group.admit():
+                subs += group.members
         if not subs and self.recorder is None:
             return None
         base: Event = {
