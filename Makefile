@@ -52,6 +52,7 @@ demo: $(STAMP) $(UI_BUILT)
 bench: $(STAMP) debs-bench $(UI_BUILT)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.dashboard
+	$(BIN)/python -m bench.tap
 
 # Regenerate docs/TUTORIAL.md from a real run of the demo (about 3 minutes).
 tutorial: $(STAMP) $(UI_BUILT)

@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TypeVar
 
-from bench import controlplane, dashboard, load, mesh, profile, report, targets
+from bench import controlplane, load, mesh, profile, report, sections, targets
 from bench.model import Method, Run, SetupResult
 from bench.procs import BenchError, Supervisor, Usage, UsageMeter, rss_kib, tree
 from bench.setups import BODY, LOAD_CPU, PROXY_CPU, SETUPS, Running, Setup, start_backend
@@ -371,9 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     if output is not None:
         old = output.read_text() if output.exists() else None
         output.write_text(report.render(run, report.extract_notes(old)))
-        kept = dashboard.extract_section(old)
-        if kept:  # the browser benchmark's section is written by python -m bench.dashboard
-            dashboard.write_section(kept, output)
+        for section in sections.OWNED:  # written by python -m bench.dashboard, bench.tap
+            kept = section.extract(old)
+            if kept:
+                section.write(kept, output)
         print(f"\nwrote {output.name}" if output.parent == ROOT else f"\nwrote {output}")
     return 0
 
