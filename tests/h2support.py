@@ -18,7 +18,7 @@ import time
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import uvloop
 from h2.config import H2Configuration
@@ -235,7 +235,34 @@ class _Stream:
         self.trailers: dict[str, str] = {}
 
 
-class H2Server(LoopThread):
+class H2cServer(LoopThread):
+    """An asyncio server on loopback in its own loop thread, one ``protocol`` per
+    connection (given the server); a context manager that closes it."""
+
+    protocol: Callable[[Any], asyncio.Protocol]
+
+    def _serve(self) -> tuple[str, int]:
+        async def start() -> tuple[str, int]:
+            self.server = await asyncio.get_running_loop().create_server(
+                lambda: self.protocol(self), "127.0.0.1", 0)
+            return cast(tuple[str, int], self.server.sockets[0].getsockname()[:2])
+        return self.run(start())
+
+    def close(self) -> None:
+        async def shut() -> None:
+            self.server.close()
+
+        self.run(shut())
+        self.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class H2Server(H2cServer):
     """A minimal h2c server with a handful of behaviours chosen by path.
 
     ``/``             200, body ``ok``, headers echo the authority and connection number
@@ -258,25 +285,8 @@ class H2Server(LoopThread):
         self.resets: list[tuple[str, int]] = []
         self.reset_seen = threading.Event()
         self.holding = threading.Event()
-        self.addr: tuple[str, int] = self.run(self._start())
-
-    async def _start(self) -> tuple[str, int]:
-        self.server = await asyncio.get_running_loop().create_server(
-            lambda: _H2ServerProtocol(self), "127.0.0.1", 0)
-        return self.server.sockets[0].getsockname()[:2]
-
-    def close(self) -> None:
-        async def shut() -> None:
-            self.server.close()
-
-        self.run(shut())
-        self.stop()
-
-    def __enter__(self) -> H2Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.protocol = _H2ServerProtocol
+        self.addr = self._serve()
 
 
 class _H2ServerProtocol(asyncio.Protocol):

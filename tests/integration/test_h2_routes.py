@@ -35,7 +35,7 @@ from shoal.proxy.config import ProxyConfig
 from shoal.proxy.destination import Target
 from shoal.proxy.h2stream import Exchange
 from shoal.proxy.routes import RouteTable
-from tests.h2support import LoopThread, Proxy, RawClient, echo_modules
+from tests.h2support import H2cServer, Proxy, RawClient, echo_modules
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -70,7 +70,7 @@ STINGY = profile("web.ns", ROUTES, {"retryRatio": 0.2, "minRetriesPerSecond": 0,
 
 # -- an h2 upstream with a behaviour per path ----------------------------------------
 
-class Upstream(LoopThread):
+class Upstream(H2cServer):
     """A small h2c server. Requests are answered once they end:
 
     ``/ok``          200 ``ok``
@@ -96,25 +96,8 @@ class Upstream(LoopThread):
         self.resets: list[tuple[str, int]] = []
         self.reset_seen = threading.Event()
         self.connections = 0
-        self.addr: tuple[str, int] = self.run(self._start())
-
-    async def _start(self) -> tuple[str, int]:
-        self.server = await asyncio.get_running_loop().create_server(
-            lambda: _UpstreamProtocol(self), "127.0.0.1", 0)
-        return cast(tuple[str, int], self.server.sockets[0].getsockname()[:2])
-
-    def close(self) -> None:
-        async def shut() -> None:
-            self.server.close()
-
-        self.run(shut())
-        self.stop()
-
-    def __enter__(self) -> Upstream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.protocol = _UpstreamProtocol
+        self.addr = self._serve()
 
 
 class _UpstreamProtocol(asyncio.Protocol):
