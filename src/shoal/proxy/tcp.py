@@ -158,7 +158,17 @@ class TcpDownstream(_Pipe):
         if self.eof:
             assert up.transport is not None
             up.transport.write_eof()
+        # a server that speaks first (SMTP, MySQL...) may have greeted before the
+        # pipe was joined: what it sent waits in ``up.pending``
+        for chunk in up.pending:
+            self.write(chunk)
+        up.pending.clear()
         assert self.transport is not None
+        if up.closed:  # and already gone
+            self.transport.close()
+            return
+        if up.eof and self.transport.can_write_eof():
+            self.transport.write_eof()
         self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
