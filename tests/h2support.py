@@ -289,13 +289,15 @@ class H2Server(H2cServer):
         self.addr = self._serve()
 
 
-class _H2ServerProtocol(asyncio.Protocol):
-    def __init__(self, app: H2Server) -> None:
+class H2ServerProtocol(asyncio.Protocol):
+    """The server side of one h2c connection: counts itself on ``app.connections``,
+    sends the preface, and hands each batch of events to ``events``."""
+
+    def __init__(self, app: Any) -> None:
         self.app = app
         app.connections += 1
         self.number = app.connections
         self.conn = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
-        self.streams: dict[int, _Stream] = {}
         self.transport: asyncio.Transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -305,7 +307,7 @@ class _H2ServerProtocol(asyncio.Protocol):
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
-        if data:
+        if data and not self.transport.is_closing():
             self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
@@ -315,6 +317,18 @@ class _H2ServerProtocol(asyncio.Protocol):
             self.flush()
             self.transport.close()
             return
+        self.events(events)
+
+    def events(self, events: list[Any]) -> None:
+        raise NotImplementedError
+
+
+class _H2ServerProtocol(H2ServerProtocol):
+    def __init__(self, app: H2Server) -> None:
+        super().__init__(app)
+        self.streams: dict[int, _Stream] = {}
+
+    def events(self, events: list[Any]) -> None:
         for ev in events:
             if isinstance(ev, RequestReceived):
                 self.request(ev)

@@ -17,8 +17,6 @@ from typing import Any, cast
 import grpc
 import httpx
 import pytest
-from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     DataReceived,
@@ -35,7 +33,7 @@ from shoal.proxy.config import ProxyConfig
 from shoal.proxy.destination import Target
 from shoal.proxy.h2stream import Exchange
 from shoal.proxy.routes import RouteTable
-from tests.h2support import H2cServer, Proxy, RawClient, echo_modules
+from tests.h2support import H2cServer, H2ServerProtocol, Proxy, RawClient, echo_modules
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -100,33 +98,14 @@ class Upstream(H2cServer):
         self.addr = self._serve()
 
 
-class _UpstreamProtocol(asyncio.Protocol):
+class _UpstreamProtocol(H2ServerProtocol):
     def __init__(self, app: Upstream) -> None:
-        self.app = app
-        app.connections += 1
-        self.conn = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        super().__init__(app)
         self.paths: dict[int, str] = {}
         self.bodies: dict[int, tuple[int, Any]] = {}
         self.trailers: dict[int, dict[str, str]] = {}
-        self.transport: asyncio.Transport
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.conn.initiate_connection()
-        self.flush()
-
-    def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data and not self.transport.is_closing():
-            self.transport.write(data)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            events = self.conn.receive_data(data)
-        except H2Error:
-            self.flush()
-            self.transport.close()
-            return
+    def events(self, events: list[Any]) -> None:
         for ev in events:
             if isinstance(ev, RequestReceived):
                 self.paths[ev.stream_id] = dict(ev.headers)[":path"]
