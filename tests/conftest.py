@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.apps import TestApp
 from tests.support import ProxyProcess, uvicorn_server
+
+# A suite started in the background (`make test &` from a script) inherits SIGINT
+# ignored, and so would every CLI it starts: tests that stop `shoal tap` or `top`
+# with Ctrl-C need the default back (children of a handler get SIG_DFL at exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
