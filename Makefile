@@ -6,6 +6,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The proxy's per-request modules, compiled with mypyc (setup.py, ADR 11).
+NATIVE := $(VENV)/.native
+NATIVE_SOURCES := setup.py src/shoal/proxy/native.py $(shell $(PYTHON) -c \
+	"import runpy; print(' '.join(f'src/shoal/proxy/{n}.py' for n in runpy.run_path('src/shoal/proxy/native.py')['COMPILED']))" 2>/dev/null)
 
 TEST_DEBS  := curl prometheus tmux chromium
 UI         := src/shoal/web/ui
@@ -20,10 +24,18 @@ all: test
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-venv: $(STAMP)
+# Installs shoal itself (editable), compiling the native modules in place: again
+# whenever one of their sources changes, so a stale build never runs (native.py).
+$(NATIVE): $(STAMP) $(NATIVE_SOURCES)
+	@$(PYTHON) -c "import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
+		|| ./scripts/ensure-debs python3-dev || true
+	@command -v gcc >/dev/null || ./scripts/ensure-debs gcc || true
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(NATIVE)
+
+venv: $(NATIVE)
 
 # The dashboard, built from the npm registry (package-lock.json); never committed.
 debs-node:
@@ -40,33 +52,34 @@ debs-test:
 debs-bench:
 	@./scripts/ensure-debs $(BENCH_DEBS)
 
-test: $(STAMP) debs-test $(UI_BUILT)
+test: $(NATIVE) debs-test $(UI_BUILT)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
 
-unit: $(STAMP)
+unit: $(NATIVE)
 	$(BIN)/python -m pytest -q tests/unit
 
-demo: $(STAMP) $(UI_BUILT)
+demo: $(NATIVE) $(UI_BUILT)
 	$(BIN)/shoal demo
 
-bench: $(STAMP) debs-bench $(UI_BUILT)
+bench: $(NATIVE) debs-bench $(UI_BUILT)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.dashboard
 	$(BIN)/python -m bench.tap
 
 # Regenerate docs/TUTORIAL.md from a real run of the demo (about 3 minutes).
-tutorial: $(STAMP) $(UI_BUILT)
+tutorial: $(NATIVE) $(UI_BUILT)
 	$(BIN)/python scripts/tutorial.py
 
-lint: $(STAMP)
+lint: $(NATIVE)
 	$(BIN)/ruff check src tests bench
 
 # Regenerate the lockfile after changing dependencies in pyproject.toml.
 lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
-	.lockvenv/bin/pip install --quiet -e '.[test,bench]'
-	.lockvenv/bin/pip freeze --exclude-editable | grep -v '^shoal' > requirements.lock
+	.lockvenv/bin/pip install --quiet -e '.[test,bench,build]'
+	.lockvenv/bin/pip freeze --all --exclude-editable | grep -v -e '^shoal' -e '^pip==' > requirements.lock
 	rm -rf .lockvenv
 
 clean:
-	rm -rf $(VENV) build *.egg-info $(UI)/dist $(UI)/node_modules
+	rm -rf $(VENV) build src/*.egg-info $(UI)/dist $(UI)/node_modules
+	find src -name '*.so' -delete

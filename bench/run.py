@@ -246,11 +246,24 @@ def machine_info() -> dict[str, str]:
                                         _version(["wrk", "--version"], r"wrk (\S+)", "wrk"),
                                         _py_spy_version()) if t),
     }
+    from shoal.proxy import native
+
+    info["proxy modules"] = {
+        "compiled": "compiled with mypyc " + _pkg_version("mypy") + " (ADR 11)",
+        "pure": "pure Python (SHOAL_PURE=1, or not built)",
+    }.get(native.status(), "partly compiled")
     rev = _git(["rev-parse", "--short", "HEAD"])
     if rev:
         dirty = _git(["status", "--porcelain", "--untracked-files=no"])
         info["shoal tree"] = f"commit {rev}" + (" with uncommitted changes" if dirty else "")
     return info
+
+
+def _pkg_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "?"
 
 
 def _version(argv: list[str], pattern: str, label: str) -> str:

@@ -60,8 +60,8 @@ def test_a_greeting_sent_before_the_pipe_is_joined_reaches_the_client():
             return got
 
         loop.create_connection = slow_connect  # type: ignore[method-assign]
-        ep = Endpoint(addr, {}, None, TrafficStats({}), TcpStats({}))
-        side = types.SimpleNamespace(src_tcp=TcpStats({}), direction="inbound",
+        ep = Endpoint(addr, {}, None, TrafficStats(()), TcpStats(()))
+        side = types.SimpleNamespace(src_tcp=TcpStats(()), direction="inbound",
                                      fixed_authority=lambda: "", endpoint=lambda _a: ep)
         errors: list[tuple] = []
         rt = types.SimpleNamespace(

@@ -25,3 +25,7 @@ Parts, in the order a connection meets them:
   taplistener the tap port: plaintext from loopback, mTLS from the control plane only
 Live shared handles travel together in `runtime.Runtime`.
 """
+
+from . import native as _native
+
+_native.install()

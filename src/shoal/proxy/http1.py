@@ -16,6 +16,7 @@ import asyncio
 import ssl
 import time
 from http import HTTPStatus
+from typing import Any
 
 import httptools
 
@@ -59,32 +60,37 @@ class _Batch:
 
     A response head and its body, or a request head and a small body, usually
     arrive in one read; writing them as they are produced costs a send() each,
-    which profiling showed to be the largest cost per request.
+    which profiling showed to be the largest cost per request. One instance,
+    ``_BATCH``, serves the whole event loop.
     """
 
-    active = False
-    dirty: list[_Buffered] = []
+    def __init__(self) -> None:
+        self.active = False
+        self.dirty: list[_Buffered] = []
 
-    @classmethod
-    def flush(cls) -> None:
-        cls.active = False
-        dirty = cls.dirty
+    def flush(self) -> None:
+        self.active = False
+        dirty = self.dirty
         if dirty:
             for conn in dirty:
                 conn.flush()
             dirty.clear()
 
 
+_BATCH = _Batch()
+
+
 class _Buffered:
     """Mixin: ``out(data)`` writes now, or at the end of the current batch."""
 
-    transport: asyncio.Transport | None
+    # Any: the downstream always has a transport, an upstream not before it connects.
+    transport: Any
     wbuf: list[bytes]
 
     def out(self, data: bytes) -> None:
-        if _Batch.active:
+        if _BATCH.active:
             if not self.wbuf:
-                _Batch.dirty.append(self)
+                _BATCH.dirty.append(self)
             self.wbuf.append(data)
         elif self.transport is not None:
             self.transport.write(data)
@@ -205,7 +211,7 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         self.cfg = runtime.config
         self.tcp = side.src_tcp
         self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.transport = None
         self.peer = ""
         self.inbound = side.direction == "inbound"
         self.via = b"1.1 shoal-%s-%s" % ((runtime.config.pod or "proxy").encode(),
@@ -263,7 +269,7 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel_up.tcp_write(data)  # type: ignore[union-attr]
             return
-        _Batch.active = True
+        _BATCH.active = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -275,7 +281,7 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         else:
             if self.head_started and self.head_bytes > self.cfg.max_header_bytes:
                 self.reject(431, "header_too_large", "request header section too large")
-        _Batch.flush()
+        _BATCH.flush()
 
     def eof_received(self) -> bool | None:
         # The client has finished sending. Let a response in flight complete.
@@ -475,7 +481,7 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         self.rt.connection_error(self.side.direction, "timeout",
                                  route=ex.route.name if ex.route else "")
         self.answer(ex, 504, "timeout", "request timed out (service profile route timeout)")
-        _Batch.flush()
+        _BATCH.flush()
 
     def on_body(self, body: bytes) -> None:
         ex = self.parsing
@@ -783,7 +789,7 @@ class Http1Upstream(_Buffered, asyncio.Protocol):
         self.ep = ep
         self.tcp = ep.tcp
         self.wbuf: list[bytes] = []
-        self.transport: asyncio.Transport | None = None
+        self.transport = None
         self.parser = httptools.HttpResponseParser(self)
         self.ex: Exchange | None = None
         self.down: Http1Downstream | None = None
@@ -867,7 +873,7 @@ class Http1Upstream(_Buffered, asyncio.Protocol):
             self.alive = False
             self.shut()
             return
-        _Batch.active = True
+        _BATCH.active = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -882,7 +888,7 @@ class Http1Upstream(_Buffered, asyncio.Protocol):
                 self.head_done = False
                 self.parser = httptools.HttpResponseParser(self)
                 self.on_message_complete()
-        _Batch.flush()
+        _BATCH.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.alive = False

@@ -20,7 +20,7 @@ from prometheus_client.process_collector import ProcessCollector
 from .latency import LatencySketch
 
 #: linkerd2-proxy's response_latency_ms buckets (ms).
-LATENCY_BOUNDS: tuple[float, ...] = (
+LATENCY_BOUNDS: tuple[int, ...] = (
     1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500,
     1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000,
 )

@@ -16,6 +16,7 @@ import sys
 import time
 from typing import TextIO
 
+from . import native
 from .admin import HttpServer, admin_routes, tap_routes
 from .config import Addr, ProxyConfig, format_addr
 from .controlclient import ControlClient, ControlError
@@ -195,7 +196,8 @@ class ProxyServer:
         line = json.dumps({"ready": True, **{k: v for k, v in addresses.items()
                                              if not k.startswith("upstream ")},
                            "upstreams": {k[9:]: v for k, v in addresses.items()
-                                         if k.startswith("upstream ")}})
+                                         if k.startswith("upstream ")},
+                           "native": native.status()})
         # Everything loaded so far lives as long as the process: move it out of the
         # collector's sight, so a full collection later scans only what traffic made
         # (~26 000 objects, a 4-9 ms pause, otherwise every few seconds under load).
@@ -204,7 +206,8 @@ class ProxyServer:
         stream = out or sys.stdout
         stream.write(line + "\n")
         stream.flush()
-        log.info("proxy ready %s", " ".join(f"{k}={v}" for k, v in addresses.items()))
+        log.info("proxy ready %s native=%s", " ".join(f"{k}={v}" for k, v in addresses.items()),
+                 native.status())
         await self.rt.stopping.wait()
         log.info("draining grace=%ss", self.config.shutdown_grace)
         await self.drain()
