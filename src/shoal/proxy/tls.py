@@ -108,6 +108,8 @@ class TlsServer(asyncio.Protocol):
             if not chunk:
                 break
             self.inner.data_received(chunk)
+            if not self.incoming.pending and not self.sslobj.pending():
+                break  # all read: skip the SSLWantReadError another read would raise
         self._flush()
 
     def eof_received(self) -> bool | None:
