@@ -23,6 +23,7 @@ Parts, in the order a connection meets them:
   tap         in-process subscribers and the events they receive
   admin       /metrics /ready /live /shutdown and the tap stream
   taplistener the tap port: plaintext from loopback, mTLS from the control plane only
+  native      the per-request modules compiled with mypyc, never stale (ADR 11)
 Live shared handles travel together in `runtime.Runtime`.
 """
 

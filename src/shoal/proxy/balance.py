@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 #: Decay time of the latency average (s).
-TAU = 10.0
+TAU: Final = 10.0
 #: A new endpoint's assumed latency (ms), so it is tried but not flooded.
-DEFAULT_RTT = 1.0
-FAILFAST_AFTER = 3
+DEFAULT_RTT: Final = 1.0
+FAILFAST_AFTER: Final = 3
 FAILFAST_MIN, FAILFAST_MAX = 0.5, 30.0
 
 

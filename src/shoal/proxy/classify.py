@@ -8,9 +8,11 @@ Service profiles' ``responseClasses`` override this per route (see shoal.profile
 
 from __future__ import annotations
 
+from typing import Final
+
 #: gRPC status codes that count as failures.
-GRPC_FAILURES = frozenset({2, 4, 7, 13, 14, 15})
-GRPC_UNKNOWN = 2
+GRPC_FAILURES: Final = frozenset({2, 4, 7, 13, 14, 15})
+GRPC_UNKNOWN: Final = 2
 
 GRPC_NAMES = {
     0: "OK", 1: "Canceled", 2: "Unknown", 3: "InvalidArgument", 4: "DeadlineExceeded",
@@ -19,8 +21,8 @@ GRPC_NAMES = {
     13: "Internal", 14: "Unavailable", 15: "DataLoss", 16: "Unauthenticated",
 }
 
-SUCCESS = "success"
-FAILURE = "failure"
+SUCCESS: Final = "success"
+FAILURE: Final = "failure"
 
 
 def classify(status: int, grpc_status: int | None = None, error: str = "") -> str:

@@ -16,7 +16,7 @@ import asyncio
 import ssl
 import time
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 import httptools
 
@@ -25,34 +25,35 @@ from shoal.profiles import Route
 from .classify import FAILURE, SUCCESS, classify
 from .destination import Endpoint, Target
 from .metrics import RouteStats, TrafficStats
+from .pool import Pools
 from .routes import MAX_ATTEMPTS, MAX_REPLAY, RouteTable
 from .runtime import Runtime
 from .sides import Side
-from .tap import TapExchange
+from .tap import TapExchange, TapHub
 from .tcp import connect_error, errno_name
 
-_perf = time.perf_counter
+_perf: Final = time.perf_counter
 
 #: Headers that describe one hop, never forwarded (RFC 9110 7.6.1), plus ours.
-HOP_BY_HOP = frozenset({
+HOP_BY_HOP: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
     b"transfer-encoding", b"upgrade", b"proxy-authorization", b"proxy-authenticate",
 })
-_SPECIAL = HOP_BY_HOP | {b"host", b"via", b"content-length", b"expect"}
-_CRLF = b"\r\n"
-_COLON = b": "
-_CHUNK_END = b"0\r\n\r\n"
+_SPECIAL: Final = HOP_BY_HOP | {b"host", b"via", b"content-length", b"expect"}
+_CRLF: Final = b"\r\n"
+_COLON: Final = b": "
+_CHUNK_END: Final = b"0\r\n\r\n"
 #: "HTTP/1.1 200 OK\r\n" for every status code, so responses never format one.
-_STATUS_LINE = tuple(
+_STATUS_LINE: Final = tuple(
     b"HTTP/1.1 %d %s\r\n" % (code, HTTPStatus(code).phrase.encode()
                               if code in HTTPStatus._value2member_map_ else b"")
     for code in range(1000))
 #: Body bytes held for an exchange that has no upstream yet, before reading pauses.
-_HOLD_LIMIT = 256 * 1024
+_HOLD_LIMIT: Final = 256 * 1024
 
 # Reasons for pausing reads on the downstream connection.
-_P_UPSTREAM = 1     # the upstream's write buffer is full
-_P_HELD = 2         # holding a pipelined request or a body while connecting
+_P_UPSTREAM: Final = 1     # the upstream's write buffer is full
+_P_HELD: Final = 2         # holding a pipelined request or a body while connecting
 
 
 class _Batch:
@@ -77,7 +78,7 @@ class _Batch:
             dirty.clear()
 
 
-_BATCH = _Batch()
+_BATCH: Final = _Batch()
 
 
 class _Buffered:
@@ -190,7 +191,7 @@ class _NoTransport:
         pass
 
 
-_NO_TRANSPORT = _NoTransport()
+_NO_TRANSPORT: Final = _NoTransport()
 
 
 def _release(ex: Exchange) -> None:
@@ -209,6 +210,10 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         self.conn_id = conn_id
         self.wbuf: list[bytes] = []
         self.cfg = runtime.config
+        # read on every request: kept here as native attributes (ADR 11)
+        self.max_header_bytes: int = runtime.config.max_header_bytes
+        self.pools: Pools = runtime.pools
+        self.taps: TapHub = runtime.tap
         self.tcp = side.src_tcp
         self.parser = httptools.HttpRequestParser(self)
         self.transport = None
@@ -279,7 +284,7 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         except httptools.HttpParserError as e:
             self.reject(400, "bad_request", f"malformed request: {e}")
         else:
-            if self.head_started and self.head_bytes > self.cfg.max_header_bytes:
+            if self.head_started and self.head_bytes > self.max_header_bytes:
                 self.reject(431, "header_too_large", "request header section too large")
         _BATCH.flush()
 
@@ -336,7 +341,7 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
         self.head_bytes += len(name) + len(value) + 4
-        if self.head_bytes > self.cfg.max_header_bytes:
+        if self.head_bytes > self.max_header_bytes:
             self.reject(431, "header_too_large", "request header section too large")
             raise httptools.HttpParserCallbackError("header too large")
 
@@ -430,7 +435,7 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         if parser.get_http_version() == "1.0":
             ex.http10 = True
             ex.keep_alive = False
-        if self.rt.tap.active and not waiting:
+        if self.taps.active and not waiting:
             self.tap_request(ex, self.headers)
         elif waiting:
             ex.tap_headers = self.headers  # tapped once discovery names the endpoint
@@ -541,7 +546,7 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
             if ex.timer is None and route is not None and route.timeout and not self.inbound:
                 ex.timer = asyncio.get_running_loop().call_later(
                     route.timeout, self.timed_out, ex)
-        up = self.rt.pools.get(ep.addr)
+        up = self.pools.get(ep.addr)
         if up is not None:
             up.begin(ex)  # type: ignore[attr-defined]
             return
@@ -574,7 +579,7 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
             return
         ex.ep, ex.stats = ep, ep.stats
         ep.stats.requests += 1
-        if self.rt.tap.active and ex.tap_headers is not None:
+        if self.taps.active and ex.tap_headers is not None:
             self.tap_request(ex, ex.tap_headers)
         if target.routes is not None:
             self.bind_route(ex, target.routes)
@@ -788,6 +793,7 @@ class Http1Upstream(_Buffered, asyncio.Protocol):
         self.rt = runtime
         self.ep = ep
         self.tcp = ep.tcp
+        self.pools: Pools = runtime.pools
         self.wbuf: list[bytes] = []
         self.transport = None
         self.parser = httptools.HttpResponseParser(self)
@@ -1024,7 +1030,7 @@ class Http1Upstream(_Buffered, asyncio.Protocol):
         self.end_metrics(ex, "")
         if (ex.keep_alive and self.alive and ex.req_done and not ex.close_delimited
                 and self.parser.should_keep_alive()):
-            self.rt.pools.put(self.ep.addr, self)
+            self.pools.put(self.ep.addr, self)
         else:
             self.alive = False
             if self.transport is not None:

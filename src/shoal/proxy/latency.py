@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Final
 
-ALPHA = 0.01
-GAMMA = (1 + ALPHA) / (1 - ALPHA)
-_INV_LOG_GAMMA = 1.0 / math.log(GAMMA)
+ALPHA: Final = 0.01
+GAMMA: Final = (1 + ALPHA) / (1 - ALPHA)
+_INV_LOG_GAMMA: Final = 1.0 / math.log(GAMMA)
 #: Values at or below this (in ms, i.e. 1 µs) land in the zero bin.
-MIN_VALUE = 0.001
+MIN_VALUE: Final = 0.001
 
 
 def bin_index(value: float) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Final
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -20,13 +21,13 @@ from prometheus_client.process_collector import ProcessCollector
 from .latency import LatencySketch
 
 #: linkerd2-proxy's response_latency_ms buckets (ms).
-LATENCY_BOUNDS: tuple[int, ...] = (
+LATENCY_BOUNDS: Final[tuple[int, ...]] = (
     1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500,
     1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000,
 )
-_LE = tuple(str(b) for b in LATENCY_BOUNDS) + ("+Inf",)
+_LE: Final = tuple(str(b) for b in LATENCY_BOUNDS) + ("+Inf",)
 #: status codes as label strings, so the hot path never formats an int.
-STATUS = tuple(str(i) for i in range(1000))
+STATUS: Final = tuple(str(i) for i in range(1000))
 
 Labels = tuple[tuple[str, str], ...]
 

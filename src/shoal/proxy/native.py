@@ -25,7 +25,7 @@ from types import ModuleType
 
 #: Compiled modules of ``shoal.proxy``, dependencies before dependents.
 COMPILED = ["classify", "latency", "balance", "metrics", "pool", "budget",
-            "destination", "routes", "http1"]
+            "destination", "routes", "http1", "tls"]
 
 _HERE = Path(__file__).resolve().parent
 _PACKAGE = "shoal.proxy"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Final
 
 from shoal.profiles import DEFAULT_ROUTE, Profile, ProfileError, Route, parse
 
@@ -19,8 +20,8 @@ from .metrics import ProxyMetrics, RouteStats
 log = logging.getLogger("shoal.proxy.routes")
 
 #: Request bodies up to this size are kept so a retryable request can be replayed.
-MAX_REPLAY = 64 * 1024
-MAX_ATTEMPTS = 3
+MAX_REPLAY: Final = 64 * 1024
+MAX_ATTEMPTS: Final = 3
 
 
 class RouteTable:

@@ -94,7 +94,7 @@ class TlsServer(asyncio.Protocol):
     def _read(self) -> None:
         while self.inner is not None:
             try:
-                chunk = self.sslobj.read(262144)
+                chunk = self.sslobj.read(16384)  # at most one TLS record's plaintext
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
