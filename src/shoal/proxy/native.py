@@ -15,6 +15,7 @@ This file is read by ``setup.py`` too, so it imports nothing from shoal.
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -79,11 +80,8 @@ def install() -> None:
 
 def status() -> str:
     """``compiled`` when every listed module runs as mypyc-built code, else ``pure``."""
-    import shoal.proxy.http1  # noqa: F401  (the module whose speed matters)
-
-    loaded = [sys.modules.get(f"{_PACKAGE}.{name}") for name in COMPILED]
-    native = [m is not None and not str(getattr(m, "__file__", "")).endswith(".py")
-              for m in loaded]
+    loaded = [importlib.import_module(f"{_PACKAGE}.{name}") for name in COMPILED]
+    native = [not str(getattr(m, "__file__", "")).endswith(".py") for m in loaded]
     if all(native):
         return "compiled"
     return "pure" if not any(native) else "mixed"
