@@ -63,6 +63,9 @@ def homes(tmp_path):
                 os.kill(pid, signal.SIGKILL)
 
 
+PERCENTILES = ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99")
+
+
 def test_embedded_and_prometheus_backends_agree(homes, tmp_path):
     mesh, viewer, procs = homes
     (tmp_path / "todo.py").write_text(TODO)
@@ -105,13 +108,33 @@ def test_embedded_and_prometheus_backends_agree(homes, tmp_path):
                                       'direction="inbound"})[30s:1s]) >= 25') >= 25,
                  timeout=90, interval=0.5, what="30 s of traffic in prometheus")
 
+        # Prometheus's percentiles come from irate(), i.e. the last scrape interval (as
+        # Linkerd's do), the embedded store's from the whole window: one slow request
+        # on a busy machine can sit in one and not the other for a moment. Read both
+        # until they agree (a systematic difference never does), then check the last.
+        last: list[tuple[list, list]] = []
+
         def both():
             a = json.loads(shoal(mesh, "stat", "deploy", "-n", "todo", "-t", "20s", "-o",
                                  "json").stdout)
             b = json.loads(shoal(viewer, "stat", "deploy", "-n", "todo", "-t", "20s", "-o",
                                  "json").stdout)
-            return (a, b) if any(r["rps"] for r in b) else None
-        embedded, prometheus = wait_for(both, timeout=30, interval=0.5, what="both backends")
+            if not any(r["rps"] for r in b):
+                return None
+            last[:] = [(a, b)]
+            ea = {r["name"]: r for r in a}.get("todoui")
+            pb = {r["name"]: r for r in b}.get("todoui")
+            agree = ea is not None and pb is not None and all(
+                ea[q] is not None and pb[q] is not None
+                and abs(bucket(ea[q]) - bucket(pb[q])) <= 1 for q in PERCENTILES)
+            return (a, b) if agree else None
+        try:
+            embedded, prometheus = wait_for(both, timeout=30, interval=0.5,
+                                            what="both backends")
+        except AssertionError:
+            if not last:
+                raise
+            embedded, prometheus = last[0]  # the asserts below say what differs
     finally:
         stop.set()
         loader.join(15)
@@ -125,7 +148,7 @@ def test_embedded_and_prometheus_backends_agree(homes, tmp_path):
     assert a["success"] == pytest.approx(0.75, abs=0.03)
     assert b["success"] == pytest.approx(a["success"], abs=0.03)
     assert b["rps"] == pytest.approx(a["rps"], rel=0.25)
-    for q in ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99"):
+    for q in PERCENTILES:
         assert abs(bucket(a[q]) - bucket(b[q])) <= 1, (q, a[q], b[q])
 
     # with the load stopped, both count every request exactly: no extrapolation
