@@ -230,12 +230,8 @@ def machine_info() -> dict[str, str]:
                 break
     except OSError:
         pass
-    pkgs = []
-    for name in ("shoal", "uvloop", "httptools", "h11", "h2", "prometheus_client"):
-        try:
-            pkgs.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            pass
+    pkgs = [f"{name} {_pkg_version(name)}"
+            for name in ("shoal", "uvloop", "httptools", "h11", "h2", "prometheus_client")]
     info = {
         "CPUs": f"{os.cpu_count()} × {model}",
         "kernel": f"Linux {platform.release()}",

@@ -28,6 +28,19 @@ BIN = Path(sys.executable).parent
 SHOAL = str(BIN / "shoal")
 
 
+def delete_netns(name: str) -> None:
+    """Kill every process in network namespace ``name``, then delete it (its veth
+    ends go with it); quiet when it is already gone."""
+    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+                          text=True).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition",
              interval: float = 0.02) -> Any:
     """Poll ``predicate`` until it is truthy (returned) or ``timeout`` seconds pass."""

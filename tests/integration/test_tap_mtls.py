@@ -35,7 +35,7 @@ from cryptography.x509.oid import NameOID
 
 from shoal.control import ca
 from shoal.control.config import CONTROL_PLANE_IDENTITY, ControlConfig
-from tests.support import SHOAL, metric, parse_metrics, wait_for
+from tests.support import SHOAL, delete_netns, metric, parse_metrics, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -89,14 +89,7 @@ class OtherHost:
         return r
 
     def down(self) -> None:
-        pids = subprocess.run(["ip", "netns", "pids", self.netns], capture_output=True,
-                              text=True).stdout.split()
-        for pid in pids:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+        delete_netns(self.netns)
         # deleting the namespace deletes the pair; this is for a half-made setup
         subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
 

@@ -79,7 +79,8 @@ def install() -> None:
 
 
 def status() -> str:
-    """``compiled`` when every listed module runs as mypyc-built code, else ``pure``."""
+    """``compiled`` when every listed module runs as mypyc-built code, ``pure`` when
+    none does, ``mixed`` otherwise (a module added to the list since the last build)."""
     loaded = [importlib.import_module(f"{_PACKAGE}.{name}") for name in COMPILED]
     native = [not str(getattr(m, "__file__", "")).endswith(".py") for m in loaded]
     if all(native):
