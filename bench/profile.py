@@ -16,6 +16,9 @@ from bench.procs import BenchError, pinned, run_boosted
 TRUNK_SHARE = 0.95
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
+#: A function compiled by mypyc: ``CPyDef_http1___Http1Upstream___on_header`` (its
+#: body) or ``CPyPy_...`` (the wrapper Python calls go through), folded into one name.
+_MYPYC = re.compile(r"^CPy(?:Def|Py)_(?P<name>\w+?)(?:_env)?$")
 
 
 @dataclass
@@ -51,12 +54,17 @@ def py_spy() -> str | None:
 
 
 def record(pid: int, seconds: float, out: Path, cpu: int) -> None:
-    """Sample ``pid`` at 200 Hz without pausing it, collapsed stacks to ``out``."""
+    """Sample ``pid`` at 200 Hz, collapsed stacks with C frames to ``out``.
+
+    ``--native`` unwinds C frames too (uvloop, httptools, the kernel-call wrappers and
+    the proxy's own mypyc-compiled modules, which a Python-only profile cannot see);
+    it pauses the process for each sample, which py-spy's non-blocking mode avoids
+    but cannot combine with it."""
     exe = py_spy()
     if exe is None:
         raise BenchError("py-spy is not installed and could not be installed")
     argv = [*pinned(cpu), exe, "record", "--pid", str(pid),
-            "--duration", f"{max(1, round(seconds))}", "--rate", "200", "--nonblocking",
+            "--duration", f"{max(1, round(seconds))}", "--rate", "200", "--native",
             "--full-filenames",
             "--format", "raw", "--output", str(out)]
     code, _, err = run_boosted(argv, timeout=seconds + 60)
@@ -78,6 +86,9 @@ def _frame_name(frame: str) -> str:
     m = _FRAME.match(frame)
     if not m:
         return frame
+    compiled = _MYPYC.match(m["func"])
+    if compiled:
+        return f"{compiled['name'].replace('___', '.')} (compiled)"
     return f"{m['func']} ({short_file(m['file'])})"
 
 

@@ -135,12 +135,14 @@ def profile_section(run: Run) -> str:
         return head + f"No profile: {why}.\n"
     p, m = run.profile, run.method
     intro = (f"py-spy sampled the `{run.profile_target}` proxy at 200 Hz for {m.profile_s:g} s "
-             f"while wrk saturated it ({p.samples} samples with Python on the CPU; time "
-             "spent waiting in the event loop's poll is not sampled, so percentages are of "
-             "busy time). *Self* is time in the function itself, *total* includes its "
-             "callees. uvloop's event loop is C code: time spent inside it (socket reads "
-             "and writes, callback dispatch) is charged to the Python frame that started "
-             "the loop, usually `Runner.run`.\n\n")
+             f"while wrk saturated it ({p.samples} samples), C frames included (`--native`): "
+             "uvloop and libuv (`*.c`), httptools' llhttp, the libc calls that enter the "
+             "kernel (`write`, `writev`, `read`; their time includes the kernel's work, "
+             "loopback TCP delivery too), and the proxy's own modules compiled by mypyc "
+             "(ADR 11), shown as `module.Class.method (compiled)`. `epoll_pwait` is the "
+             "loop waiting for work. *Self* is time in the function itself, *total* "
+             "includes its callees. Native sampling pauses the process for each sample, "
+             "so it runs a little slower than in the tables above.\n\n")
     rows_self = [[f"`{e.function}`", f"{e.self_pct:.1f}%", f"{e.total_pct:.1f}%"]
                  for e in p.top_self]
     rows_total = [[f"`{e.function}`", f"{e.total_pct:.1f}%", f"{e.self_pct:.1f}%"]
