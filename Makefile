@@ -65,6 +65,7 @@ bench: $(NATIVE) debs-bench $(UI_BUILT)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.dashboard
 	$(BIN)/python -m bench.tap
+	$(BIN)/python -m bench.store
 
 # Regenerate docs/TUTORIAL.md from a real run of the demo (about 3 minutes).
 tutorial: $(NATIVE) $(UI_BUILT)

@@ -1,7 +1,7 @@
 """Sections of BENCHMARKS.md that one benchmark owns, between its two markers.
 
 ``python -m bench.run`` rewrites the file; the sections written by
-``bench.dashboard`` and ``bench.tap`` are carried over as they are.
+``bench.dashboard``, ``bench.tap`` and ``bench.store`` are carried over as they are.
 
 >>> s = Section("<!-- x:begin -->", "<!-- x:end -->", "## X")
 >>> s.extract("a\\n<!-- x:begin -->\\n1\\n<!-- x:end -->\\nb")
@@ -48,4 +48,6 @@ DASHBOARD = Section("<!-- dashboard:begin (written by python -m bench.dashboard)
                     "<!-- dashboard:end -->", "## Dashboard with a large mesh")
 TAP = Section("<!-- tap:begin (written by python -m bench.tap) -->", "<!-- tap:end -->",
               "## Tap under load")
-OWNED = (DASHBOARD, TAP)
+STORE = Section("<!-- store:begin (written by python -m bench.store) -->",
+                "<!-- store:end -->", "## Metrics store")
+OWNED = (DASHBOARD, TAP, STORE)

@@ -126,10 +126,17 @@ def test_sketch_quantiles_within_relative_error(values, q):
 def test_sketch_merges_and_round_trips():
     a, b = LatencySketch.of([1, 2, 3]), LatencySketch.of([100, 200])
     a.merge(b)
-    c = LatencySketch.from_json(a.to_json())
+    doc = a.to_json()
+    c = LatencySketch.from_json(doc)
     assert c.count == 5 and c.bins == a.bins
-    with pytest.raises(ValueError):
-        LatencySketch.from_json({"zero": "x", "bins": {}})
+    assert len(doc["counts"]) == max(a.bins) - min(a.bins) + 1 and doc["lo"] == min(a.bins)
+    sparse = {"zero": 0, "bins": {str(i): n for i, n in a.bins.items()}}  # older proxies
+    assert LatencySketch.from_json(sparse).bins == a.bins
+    assert LatencySketch().to_json() == {"zero": 0, "lo": 0, "counts": []}
+    for bad in ({"zero": "x", "bins": {}}, {"zero": 0, "lo": "1", "counts": [1]},
+                {"zero": 0, "lo": 1, "counts": ["1"]}, {"zero": 0, "bins": []}):
+        with pytest.raises(ValueError):
+            LatencySketch.from_json(bad)
 
 
 def test_sketch_beats_buckets_on_a_5001ms_p99():

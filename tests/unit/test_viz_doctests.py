@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["shoal.viz.window", "shoal.viz.series", "shoal.viz.store", "shoal.viz.queries",
-           "shoal.viz.sketchrows"]
+           "shoal.viz.sketchrows", "shoal.viz.cumulative", "shoal.viz.deflate"]
 
 
 @pytest.mark.parametrize("name", MODULES)

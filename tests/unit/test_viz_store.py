@@ -2,14 +2,17 @@
 
 import math
 import random
+import struct
+from array import array
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shoal.proxy.latency import LatencySketch
+from shoal.viz import deflate
 from shoal.viz.embedded import EmbeddedBackend
 from shoal.viz.exposition import parse
-from shoal.viz.sketchrows import add_encoded
+from shoal.viz.sketchrows import DenseSum, add_encoded
 from shoal.viz.sketchrows import encode as encode_sketch
 from shoal.viz.store import TIER_RAW, Store, StoreConfig
 from shoal.viz.synthetic import Mesh, SyntheticProxy, workload
@@ -83,7 +86,7 @@ def sketch(values):
     return LatencySketch.of(values).to_json()
 
 
-def test_sketch_deltas_and_rollups_sum_to_the_traffic_of_the_window(tmp_path):
+def test_sketch_deltas_and_running_totals_sum_to_the_traffic_of_the_window(tmp_path):
     cfg = StoreConfig(raw_retention=4 * 3600, history_retention=8 * 3600, history_step=600)
     s = Store(tmp_path, cfg)
     rnd = random.Random(3)
@@ -104,8 +107,9 @@ def test_sketch_deltas_and_rollups_sum_to_the_traffic_of_the_window(tmp_path):
         want = LatencySketch.of(v for i in range(1, n) if a < 10 * i <= b
                                 for v in per_scrape[i])
         assert (got.count, got.zero, got.bins) == (want.count, want.zero, want.bins), (a, b)
-    pieces = s._pieces(info.target, T0 + 5, T0 + 8985)
-    assert len(pieces) <= 12 and {p[0] for p in pieces} == {0, 1, 2, 3}
+    s._cum._cache.clear()
+    s.sketch_sum({info.id: "g"}, T0 + 5, T0 + 8985)
+    assert len(s._cum._cache) == 2  # two running totals, whatever the window's length
 
 
 @settings(max_examples=40, deadline=None)
@@ -157,6 +161,113 @@ def test_retention_drops_raw_data_keeps_history_and_bounds_the_file(tmp_path):
     assert s.size_bytes() < 2 * size_2h
 
 
+def _sketch_traffic(s, bursts, n):
+    """Scrapes every 10 s for ``n`` scrapes; scrape i gains ``bursts(i)`` latencies.
+    Returns what each scrape gained."""
+    cumulative: list[float] = []
+    per_scrape: list[list[float]] = []
+    for i in range(n):
+        new = [float(1 + (i * 13 + j) % 700) for j in range(bursts(i))]
+        per_scrape.append(new)
+        cumulative += new
+        s.ingest(POD, T0 + 10 * i, counter(len(cumulative)),
+                 [({"direction": "inbound"}, sketch(cumulative))])
+    return per_scrape
+
+
+def _window(per_scrape, a, b):
+    return LatencySketch.of(v for i in range(1, len(per_scrape)) if a < 10 * i <= b
+                            for v in per_scrape[i])
+
+
+def _step(t, up=True):
+    """``t`` (seconds after T0) moved to a history step (600 s) of absolute time."""
+    k = (math.ceil if up else math.floor)((T0 + t) / 600) * 600
+    return k - T0
+
+
+def test_windows_in_the_history_start_and_end_on_its_steps(tmp_path):
+    """Older than the raw retention only the step totals are left: a window there
+    covers the whole steps inside it, as the history's counters do."""
+    s = Store(tmp_path, StoreConfig(raw_retention=1800, history_retention=6 * 3600,
+                                    history_step=600))
+    per = _sketch_traffic(s, lambda i: i % 3, 1440)  # 4 h
+    [info] = s.select("response_latency_ms_sketch", [])
+    for a, b in [(1205, 4790), (600, 7200), (1805, 13000), (3000, 14390)]:
+        got = s.sketch_sum({info.id: 0}, T0 + a, T0 + b).get(0, LatencySketch())
+        hi = b if b > 14390 - 1800 else _step(b, up=False)
+        want = _window(per, _step(a), hi)
+        assert (got.count, got.bins) == (want.count, want.bins), (a, b)
+    thinned = s.db.execute("SELECT count(*) FROM cumulative WHERE ts < ? AND "
+                           "CAST(ts AS INTEGER) % 600 != 0", (T0 + 14390 - 3060,)).fetchone()
+    kept = s.db.execute("SELECT count(*) FROM cumulative WHERE ts < ?",
+                        (T0 + 14390 - 3060,)).fetchone()
+    assert thinned[0] == 0 and kept[0] >= 15
+
+
+def test_a_series_idle_for_longer_than_the_retention_still_counts_exactly(tmp_path):
+    s = Store(tmp_path, StoreConfig(raw_retention=1200, history_retention=2400,
+                                    history_step=600))
+    per = _sketch_traffic(s, lambda i: 2 if i < 30 or i > 700 else 0, 760)
+    [info] = s.select("response_latency_ms_sketch", [])
+    for a, b in [(6900, 7590), (7005, 7500), (7080, 7590)]:
+        got = s.sketch_sum({info.id: 0}, T0 + a, T0 + b).get(0, LatencySketch())
+        want = _window(per, a, b)
+        assert (got.count, got.bins) == (want.count, want.bins), (a, b)
+
+
+def test_an_older_store_s_rollups_become_running_totals(tmp_path):
+    """Stores written before the running totals kept delta rollups per minute (tier
+    1), per step (2) and per hour (3); opening one converts them, once."""
+    cfg = StoreConfig(raw_retention=3600, history_retention=4 * 3600, history_step=600)
+    s = Store(tmp_path, cfg)
+    per = _sketch_traffic(s, lambda i: i % 4, 720)  # 2 h
+    [info] = s.select("response_latency_ms_sketch", [])
+    db = s.db
+    # rewrite it as an older store would have left it: delta rollups, no totals
+    db.execute("BEGIN")
+    rows = [(info.target, T0 + 10 * i, info.id, encode_sketch(0, LatencySketch.of(new).bins))
+            for i, new in enumerate(per) if i and new]
+    rolled = s._targets_by_id[info.target].rolled
+    for tier, size, floor, last in ((1, 60, T0 + 7190 - 3600, rolled[0]),
+                                    (2, 600, -math.inf, rolled[1]),
+                                    (3, 3600, -math.inf, rolled[1])):
+        sums: dict[tuple[int, int, float], DenseSum] = {}
+        for target, ts, sid, data in rows:
+            k = math.ceil(ts / size) * size
+            if floor < k <= last:  # the buckets closed so far
+                sums.setdefault((target, sid, k), DenseSum()).add(data)
+        db.executemany("INSERT INTO sketches VALUES (?,?,?,?,?)",
+                       [(tier, t, k, sid, d.encode()) for (t, sid, k), d in sums.items()])
+    db.execute("DELETE FROM cumulative")
+    db.execute("DELETE FROM meta WHERE key='sketch_layout'")
+    db.execute("COMMIT")
+    s.close()
+    s = Store(tmp_path, cfg)
+    assert s.db.execute("SELECT count(*) FROM sketches WHERE tier>0").fetchone()[0] == 0
+    for a, b in [(3605, 7190), (4000, 7000), (6600, 7185), (5, 7190)]:
+        got = s.sketch_sum({info.id: 0}, T0 + a, T0 + b).get(0, LatencySketch())
+        want = _window(per, a if a >= 7190 - 3600 else _step(a), b)
+        assert (got.count, got.bins) == (want.count, want.bins), (a, b)
+    per_more = _sketch_traffic_after(s, per, 360)  # an hour more, on the new layout
+    for a, b in [(7200, 10790), (3605, 10790), (10000, 10700)]:
+        got = s.sketch_sum({info.id: 0}, T0 + a, T0 + b).get(0, LatencySketch())
+        want = _window(per_more, a if a >= 10790 - 3600 else _step(a), b)
+        assert (got.count, got.bins) == (want.count, want.bins), (a, b)
+
+
+def _sketch_traffic_after(s, per_scrape, n):
+    cumulative = [v for new in per_scrape for v in new]
+    out = list(per_scrape)
+    for i in range(len(per_scrape), len(per_scrape) + n):
+        new = [float(1 + (i * 13 + j) % 700) for j in range(i % 4)]
+        out.append(new)
+        cumulative += new
+        s.ingest(POD, T0 + 10 * i, counter(len(cumulative)),
+                 [({"direction": "inbound"}, sketch(cumulative))])
+    return out
+
+
 @given(st.integers(0, 10**6), st.dictionaries(st.integers(-2000, 2000), st.integers(0, 2**31),
                                             max_size=50))
 def test_stored_sketch_rows_decode_to_what_was_encoded(zero, bins):
@@ -164,6 +275,35 @@ def test_stored_sketch_rows_decode_to_what_was_encoded(zero, bins):
     add_encoded(s, encode_sketch(zero, {str(i): n for i, n in bins.items()}))
     want = {i: n for i, n in bins.items() if n}
     assert (s.zero, s.bins, s.count) == (zero, want, zero + sum(want.values()))
+
+
+@given(st.lists(st.tuples(st.integers(0, 1000),
+                         st.dictionaries(st.integers(-300, 300), st.integers(0, 2**32 - 1),
+                                         max_size=30)), min_size=1, max_size=12))
+def test_summed_rows_equal_summed_sketches_whatever_the_order_of_lowest_bins(rows):
+    """Sums are integers with a 64-bit field per bin: shifts align rows whose lowest
+    bins differ, and uint32 counts summed past 2**32 carry into no neighbour."""
+    inflate = deflate.Inflater()
+    total = DenseSum()
+    want: dict[int, int] = {}
+    for zero, bins in rows * 3:
+        total.add(encode_sketch(zero, bins), inflate)
+        for i, n in bins.items():
+            if n:
+                want[i] = want.get(i, 0) + n
+    again = DenseSum()
+    again.add(total.encode())
+    for s in (total, again):
+        sk = s.sketch()
+        assert (sk.zero, sk.bins) == (3 * sum(z for z, _ in rows), want)
+
+
+def test_rows_written_before_the_format_byte_still_read():
+    """uint32 rows (a 12-byte head, no format byte) from older stores."""
+    old = deflate.pack(struct.pack("<qi", 5, -3) + array("I", [2, 0, 7]).tobytes())
+    s = LatencySketch()
+    add_encoded(s, old)
+    assert (s.zero, s.bins, s.count) == (5, {-3: 2, -1: 7}, 14)
 
 
 @settings(max_examples=40, deadline=None)
@@ -223,7 +363,28 @@ def test_sketch_deltas_whatever_order_the_bins_come_in(tmp_path):
     assert got(3) == (0, {9: 1, 7: 5, 3: 1})
 
 
-def test_remembered_rollup_merges_stay_right_while_scrapes_and_retention_go_on(tmp_path):
+def test_dense_sketches_whose_lowest_bin_moves_or_whose_bin_goes_down(tmp_path):
+    """Proxies send dense counts from their lowest bin; a new lower bin shifts them,
+    and a bin that went down while the total grew is a reset (all of it counts)."""
+    s = Store(tmp_path)
+    docs = [{"zero": 0, "lo": 5, "counts": [1, 0, 2]},
+            {"zero": 1, "lo": 3, "counts": [4, 0, 1, 0, 3]},      # bin 3 is new
+            {"zero": 1, "lo": 3, "counts": [4, 0, 1, 0, 2, 0, 9]},  # bin 7 went down
+            {"zero": 1, "lo": 3, "counts": [4, 0, 1, 0, 2, 0, 9]},  # no change: no row
+            {"zero": 1, "lo": 3, "counts": ["x"]}]                 # malformed: skipped
+    for i, doc in enumerate(docs):
+        s.ingest(POD, T0 + 10 * i, [], [({"direction": "inbound"}, doc)])
+    [info] = s.select("response_latency_ms_sketch", [])
+
+    def got(i: int) -> tuple[int, dict[int, int]]:
+        sk = s.sketch_sum({info.id: 0}, T0 + 10 * i - 5, T0 + 10 * i).get(0, LatencySketch())
+        return sk.zero, sk.bins
+    assert got(1) == (1, {3: 4, 7: 1})
+    assert got(2) == (1, {3: 4, 5: 1, 7: 2, 9: 9})
+    assert got(3) == got(4) == (0, {})
+
+
+def test_remembered_totals_stay_right_while_scrapes_and_retention_go_on(tmp_path):
     cfg = StoreConfig(raw_retention=3600, history_retention=3 * 3600, history_step=600)
     s = Store(tmp_path, cfg)
     rnd = random.Random(5)
@@ -246,7 +407,7 @@ def test_remembered_rollup_merges_stay_right_while_scrapes_and_retention_go_on(t
                                     for v in per_scrape[j])
             assert (got.count, got.bins) == (want.count, want.bins), (i, a, b)
             checked += 1
-    assert checked > 30 and s._pieces_done  # the merges were remembered and reused
+    assert checked > 30 and s._cum._cache  # the totals were remembered and reused
 
 
 def test_a_proxy_first_seen_soon_after_its_start_counts_from_its_start(tmp_path):

@@ -7,8 +7,10 @@ Parts, in the order a sample meets them:
   exposition  Prometheus text -> samples (fast path, prometheus_client fallback)
   store       the embedded persistent store (SQLite, one transaction per scrape):
               one record of reset-adjusted values per scrape, sketch deltas,
-              rollups, retention; attaches the workload labels to every series
-  sketchrows  how latency sketches are stored, summed, and cut into pieces
+              retention; attaches the workload labels to every series
+  sketchrows  how latency sketch deltas are stored and summed
+  cumulative  running totals of the sketches: any window is two rows per series
+  deflate     compression of the store's many small blobs
   series      series identity and PromQL-style label matchers
   queries     the query interface: ``Backend`` (PromQL-shaped primitives) and
               ``Queries`` (stat, edges, history) built on any backend

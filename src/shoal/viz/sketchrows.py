@@ -1,178 +1,254 @@
 """Latency sketches as the store keeps them: per-interval deltas, dense and deflated.
 
-A row is ``(zero count, lowest bin)`` then the uint32 counts of every bin from
-there to the highest, compressed: ~1 byte per bin, 4-5x less than sparse JSON.
-Sums of rows stay dense (``DenseSum``), so merging a row is a C-level
-``map(add, ...)`` over a slice instead of a Python loop over bins.
+A row is ``(zero count, lowest bin, format)`` then the uint64 counts of every bin
+from there to the highest, compressed: ~1 byte per bin, 4-5x less than sparse JSON.
+Rows written before the format byte hold uint32 counts after a 12-byte head; their
+length is a multiple of 4, a current row's never is, and both still read.
 
-``pieces`` cuts a window into the fewest rows: raw rows at the edges, then
-minute, history-step and hour rollups towards the middle.
+Sums are kept as one Python integer with a 64-bit field per bin (``DenseSum``):
+bin counts never go negative and a field never reaches 2**64, so adding two
+sketches is one integer addition (a shift aligns their lowest bins), and a row's
+bytes are that integer's little-endian bytes as stored. A query merging thousands
+of rows thus does no Python step per bin.
+
+Rows are per-scrape deltas; ``cumulative`` keeps running totals of them, so that
+a window is a difference of two totals plus the deltas at its edges.
 
 >>> s = DenseSum()
 >>> s.add(encode(0, {"3": 2, "5": 1}))
 >>> s.add(encode(1, {2: 4}))
 >>> s.sketch().bins, s.sketch().count
 ({2: 4, 3: 2, 5: 1}, 8)
+>>> t = DenseSum()
+>>> t.add(s.encode())
+>>> t.add(encode(0, {7: 1}))
+>>> t.sketch().bins, t.zero
+({2: 4, 3: 2, 5: 1, 7: 1}, 1)
 """
 
 from __future__ import annotations
 
-import math
 import struct
 from array import array
-from collections.abc import Mapping, Sequence
-from operator import add
+from collections.abc import Callable, Mapping
 
 from ..proxy.latency import LatencySketch
 from . import deflate
 
+#: tiers of the records table (and of ``sketches``: raw rows only; older stores also
+#: had per-minute, per-step and per-hour delta rollups there, see ``cumulative``)
 TIER_RAW, TIER_MINUTE, TIER_HISTORY, TIER_HOUR = 0, 1, 2, 3
-MINUTE, HOUR = 60.0, 3600.0
-#: the rollup tiers, finest first (tier, bucket size; None: the history step)
-ROLLUPS: tuple[tuple[int, float | None], ...] = ((TIER_MINUTE, MINUTE), (TIER_HISTORY, None),
-                                                 (TIER_HOUR, HOUR))
-_HEAD = struct.Struct("<qi")
+#: the marks a target keeps of what it closed (minute, history step, and an hour mark
+#: of older stores)
+ROLLUPS: tuple[str, ...] = ("minute", "step", "hour")
+#: uint32 rows (before the format byte): zero count, lowest bin
+_HEAD_V1 = struct.Struct("<qi")
+#: current rows: zero count, lowest bin, format (2: uint64 counts)
+_HEAD = struct.Struct("<qiB")
+_V2 = 2
+_FIELD = 64
 
 
 def encode(zero: int, bins: Mapping[int, int] | Mapping[str, int]) -> bytes:
     """One row from a sparse sketch (bin keys as ints or as the JSON strings)."""
     keys = [int(i) for i in bins]
     if not keys:
-        return deflate.pack(_HEAD.pack(int(zero), 0))
+        return deflate.pack(_HEAD.pack(int(zero), 0, _V2))
     lo = min(keys)
-    dense = array("I", bytes(4 * (max(keys) - lo + 1)))
+    dense = array("Q", bytes(8 * (max(keys) - lo + 1)))
     for i, n in zip(keys, bins.values(), strict=True):
         dense[i - lo] = n
-    return deflate.pack(_HEAD.pack(int(zero), lo) + dense.tobytes())
+    return deflate.pack(_HEAD.pack(int(zero), lo, _V2) + dense.tobytes())
 
 
-def decode(data: bytes) -> tuple[int, int, array]:
-    raw = deflate.unpack(data)
-    zero, lo = _HEAD.unpack_from(raw)
-    dense = array("I")
-    dense.frombytes(raw[_HEAD.size:])
-    return zero, lo, dense
+def decode(data: bytes, unpack: Callable[[bytes], bytes] = deflate.unpack
+           ) -> tuple[int, int, int]:
+    """(zero count, lowest bin, counts as an integer of 64-bit fields) of a row;
+    ``unpack`` may be a shared ``deflate.Inflater``."""
+    raw = unpack(data)
+    if len(raw) % 4:
+        zero, lo, _ = _HEAD.unpack_from(raw)
+        return zero, lo, int.from_bytes(memoryview(raw)[_HEAD.size:], "little")
+    zero, lo = _HEAD_V1.unpack_from(raw)
+    body = raw[_HEAD_V1.size:]
+    wide = bytearray(2 * len(body))
+    for k in range(4):  # uint32 -> uint64 fields, a byte lane at a time
+        wide[k::8] = body[k::4]
+    return zero, lo, int.from_bytes(wide, "little")
 
 
 class DenseSum:
-    """The sum of rows, kept dense from its lowest bin."""
+    """The sum of rows: the zero count, the lowest bin, and the bins' counts as one
+    integer of 64-bit fields from there up."""
 
-    __slots__ = ("zero", "lo", "counts")
+    __slots__ = ("zero", "lo", "acc")
 
     def __init__(self) -> None:
         self.zero = 0
         self.lo = 0
-        self.counts: list[int] = []
+        self.acc = 0
 
-    def add(self, data: bytes) -> None:
+    def add(self, data: bytes, unpack: Callable[[bytes], bytes] = deflate.unpack) -> None:
         """Add one stored row."""
-        self.add_dense(*decode(data))
+        self.add_dense(*decode(data, unpack))
 
     def merge(self, other: DenseSum) -> None:
-        self.add_dense(other.zero, other.lo, other.counts)
+        self.add_dense(other.zero, other.lo, other.acc)
 
     def size(self) -> int:
         """Bytes held, roughly (for caches)."""
-        return 8 * len(self.counts) + 100
+        return self.acc.bit_length() // 8 + 100
 
-    def add_dense(self, zero: int, lo: int, dense: Sequence[int]) -> None:
+    def add_dense(self, zero: int, lo: int, acc: int) -> None:
         self.zero += zero
-        n = len(dense)
-        if not n:
+        if not acc:
             return
-        counts = self.counts
-        if not counts:
-            self.lo, self.counts = lo, list(dense)
-            return
-        if lo < self.lo:
-            counts[0:0] = [0] * (self.lo - lo)
+        if not self.acc:
+            self.lo, self.acc = lo, acc
+        elif lo >= self.lo:
+            self.acc += acc << (_FIELD * (lo - self.lo))
+        else:
+            self.acc = (self.acc << (_FIELD * (self.lo - lo))) + acc
             self.lo = lo
-        i = lo - self.lo
-        if i + n > len(counts):
-            counts.extend([0] * (i + n - len(counts)))
-        counts[i:i + n] = map(add, counts[i:i + n], dense)
+
+    def minus(self, earlier: DenseSum | None) -> DenseSum | None:
+        """This running total less an ``earlier`` one of the same series; None when
+        ``earlier`` is not below it (a damaged row). Totals never decrease, so no
+        field borrows from the next."""
+        if earlier is None or not (earlier.acc or earlier.zero):
+            return self
+        acc = self.acc
+        if earlier.acc:
+            if earlier.lo < self.lo:
+                return None
+            acc -= earlier.acc << (_FIELD * (earlier.lo - self.lo))
+        zero = self.zero - earlier.zero
+        if acc < 0 or zero < 0:
+            return None
+        out = DenseSum()
+        out.zero, out.lo, out.acc = zero, self.lo, acc
+        return out
+
+    @property
+    def counts(self) -> array:
+        """The bins' counts from ``lo`` to the highest non-empty one."""
+        out = array("Q")
+        out.frombytes(self.acc.to_bytes((self.acc.bit_length() + 63) // 64 * 8, "little"))
+        return out
 
     def sketch(self) -> LatencySketch:
         s = LatencySketch()
+        counts = self.counts
         s.zero = self.zero
-        s.bins = {i: n for i, n in enumerate(self.counts, self.lo) if n}
-        s.count = self.zero + sum(self.counts)
+        s.bins = {i: n for i, n in enumerate(counts, self.lo) if n}
+        s.count = self.zero + sum(counts)
         return s
 
     def encode(self) -> bytes:
-        while self.counts and not self.counts[-1]:
-            self.counts.pop()
-        return deflate.pack(_HEAD.pack(self.zero, self.lo) + array("I", self.counts).tobytes())
+        acc = self.acc
+        body = acc.to_bytes((acc.bit_length() + 63) // 64 * 8, "little") if acc else b""
+        return deflate.pack(_HEAD.pack(self.zero, self.lo if acc else 0, _V2) + body)
 
 
 def add_encoded(sketch: LatencySketch, data: bytes) -> None:
     """Merge one row into a ``LatencySketch``."""
-    zero, lo, dense = decode(data)
+    s = DenseSum()
+    s.add(data)
     bins = sketch.bins
     get = bins.get
-    total = zero
-    for i, n in enumerate(dense, lo):
+    total = s.zero
+    for i, n in enumerate(s.counts, s.lo):
         if n:
             bins[i] = get(i, 0) + n
             total += n
-    sketch.zero += zero
+    sketch.zero += s.zero
     sketch.count += total
 
 
-Previous = tuple[int, int, Mapping[str, int]]
+#: a sketch as last scraped: (count, zero count, lowest bin, counts as an integer)
+Scraped = tuple[int, int, int, int]
 
 
-def delta(prev: Previous | None, zero: int, bins: Mapping[str, int], count: int,
-          restarted: bool) -> tuple[int, Mapping[str, int]]:
-    """What a cumulative sketch gained since ``prev`` (count, zero, bins); all of it
-    when the proxy restarted or any bin went down (a reset, as for counters)."""
-    if prev is None or restarted or count < prev[0] or zero < prev[1]:
-        return zero, bins
-    pget = prev[2].get
-    out = {}
-    for i, n in bins.items():
-        d = n - pget(i, 0)
-        if d:
-            if d < 0:
-                return zero, bins
-            out[i] = d
-    if len(prev[2]) > len(bins):
-        return zero, bins
-    return zero - prev[1], out
+def scraped(data: Mapping[str, object]) -> Scraped | None:
+    """A proxy's cumulative sketch (``LatencySketch.to_json``: dense ``lo``/``counts``,
+    or the older sparse ``bins``) as (count, zero, lo, integer of 64-bit fields);
+    None when malformed (a count that is not a non-negative integer, ...). The dense
+    form takes no Python step per bin: ``array`` checks and packs the counts."""
+    zero = data.get("zero", 0)
+    if not isinstance(zero, int) or zero < 0:
+        return None
+    counts = data.get("counts")
+    try:
+        if counts is not None:
+            lo = data.get("lo", 0)
+            if not isinstance(lo, int) or not isinstance(counts, list):
+                return None
+            dense = array("Q", counts)
+        else:
+            bins = data.get("bins", {})
+            if not isinstance(bins, Mapping):
+                return None
+            keys = [int(i) for i in bins]
+            lo = min(keys, default=0)
+            dense = array("Q", bytes(8 * (max(keys) - lo + 1))) if keys else array("Q")
+            for i, n in zip(keys, bins.values(), strict=True):
+                dense[i - lo] = n
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return zero + sum(dense), zero, lo, int.from_bytes(dense.tobytes(), "little")
 
 
-def _ceil(t: float, step: float) -> float:
-    return float(math.ceil(t / step) * step)
+#: a stored delta: (row, zero count, lowest bin, counts as an integer)
+Delta = tuple[bytes, int, int, int]
 
 
-def _floor(t: float, step: float) -> float:
-    return float(math.floor(t / step) * step)
+def _top_bits(fields: int) -> int:
+    """An integer with the top bit of each of ``fields`` 64-bit fields set."""
+    global _TOPS
+    while _TOPS.bit_length() < _FIELD * fields:
+        _TOPS = (_TOPS << (_FIELD * 1024)) | _TOPS_1024
+    return _TOPS
 
 
-def pieces(a: float, b: float, rolled: Sequence[float], raw_floor: float,
-           step: float) -> list[tuple[int, float, float]]:
-    """(tier, lo, hi] ranges whose rows add up to the deltas stamped in (a, b].
+_TOPS_1024 = int.from_bytes(b"\0\0\0\0\0\0\0\x80" * 1024, "little")
+_TOPS = _TOPS_1024
 
-    ``rolled`` are the last buckets rolled up per rollup tier (minute, history
-    step, hour; a bucket keyed K holds the rows of (K - size, K]). Before
-    ``raw_floor`` only the history is left, so ``a`` moves up to a history step.
 
-    >>> pieces(5, 1995, (1980, 1800, -math.inf), raw_floor=0, step=600)
-    [(2, 600.0, 1800.0), (1, 60.0, 600.0), (1, 1800.0, 1980.0), (0, 5, 60.0), (0, 1980.0, 1995)]
+def delta_row(prev: Scraped | None, cur: Scraped, restarted: bool) -> Delta | None:
+    """What a sketch gained since ``prev``, as a row and as numbers (None: nothing);
+    all of it when the proxy restarted or any bin went down (a reset, as for
+    counters).
+
+    Bins 5: 1 and 7: 2, then bin 4 gains 1, bin 7 gains 2 and the zero bin 1:
+
+    >>> prev, cur = (3, 0, 5, 1 | 2 << 128), (7, 1, 4, 1 | 1 << 64 | 4 << 192)
+    >>> delta_row(prev, cur, False)[1:] == (1, 4, 1 | 2 << 192)
+    True
+
+    Bin 7 went down while the count grew: a reset, all of it counts:
+
+    >>> delta_row(prev, (4, 0, 5, 3 | 1 << 128), False)[1:] == (0, 5, 3 | 1 << 128)
+    True
     """
-    if a < raw_floor:
-        a = _ceil(a, step)
-    out: list[tuple[int, float, float]] = []
-    tier, lo, hi = TIER_RAW, a, b
-    for (level, size), r in zip(ROLLUPS, rolled, strict=False):
-        size = size or step
-        if r == -math.inf:
-            break
-        a_k, b_k = _ceil(lo, size), _floor(min(hi, r), size)
-        if a_k >= b_k:
-            break
-        out += [(tier, b_k, hi), (tier, lo, a_k)]
-        tier, lo, hi = level, a_k, b_k
-    out.append((tier, lo, hi))
-    out.reverse()
-    return [p for p in out if p[1] < p[2]]
+    count, zero, lo, acc = cur
+    if not (prev is None or restarted or count < prev[0] or zero < prev[1]
+            or (prev[3] and lo > prev[2])):
+        d = acc - (prev[3] << (_FIELD * (prev[2] - lo))) if prev[3] else acc
+        d_zero = zero - prev[1]
+        # a bin that went down borrows from the fields above it, which then read
+        # 2**64 - k: their top bit is set (counts stay far below 2**63)
+        if d >= 0 and not d & _top_bits((d.bit_length() + 63) // 64):
+            if not d:
+                return (_pack_row(d_zero, 0, 0), d_zero, 0, 0) if d_zero else None
+            skip = ((d & -d).bit_length() - 1) // _FIELD  # bins that did not move
+            d >>= _FIELD * skip
+            return _pack_row(d_zero, lo + skip, d), d_zero, lo + skip, d
+    if not (acc or zero):
+        return None
+    lo = lo if acc else 0
+    return _pack_row(zero, lo, acc), zero, lo, acc
+
+
+def _pack_row(zero: int, lo: int, acc: int) -> bytes:
+    return deflate.pack(_HEAD.pack(zero, lo, _V2)
+                        + acc.to_bytes((acc.bit_length() + 63) // 64 * 8, "little"))

@@ -14,19 +14,18 @@ see ``embedded`` for the window convention.
 
 Latency sketches are cumulative on the proxy; the store keeps, per series and per
 scrape, the *delta* since the previous scrape (only series that saw requests get
-a row), plus rollups of those deltas per minute, per history step (10 min) and
-per hour, each made when its bucket closes (see ``sketchrows``). A window's
-sketch is the sum of the fewest rows: raw deltas at the edges, then minutes,
-history steps and hours towards the middle.
+a row, see ``sketchrows``), and when a minute closes, each series' running total
+of those deltas (see ``cumulative``). A window's sketch is the difference of two
+totals plus the raw deltas at its edges: two rows per series, whatever the window.
 
-Retention: raw records and raw/minute sketch rows live ``raw_retention`` (6 h);
-history records (the last raw record of each history step, without the histogram
-buckets: the history's latency comes from the sketches) and the history-step and
-hour sketch rows live ``history_retention`` (7 d). ``compact`` deletes what
-expired; it runs from ``ingest`` once a minute.
+Retention: raw records and raw sketch deltas live ``raw_retention`` (6 h), minute
+totals one history step longer; history records (the last raw record of each
+history step, without the histogram buckets: the history's latency comes from the
+sketches) and the totals at each step's end live ``history_retention`` (7 d).
+``compact`` deletes what expired; it runs from ``ingest`` once a minute.
 
-Crash safety: every ingest (record, new series, sketch rows, rollups, and the
-per-target reset state) is one SQLite transaction, with ``synchronous=NORMAL`` in
+Crash safety: every ingest (record, new series, sketch rows, running totals, and
+the per-target reset state) is one SQLite transaction, with ``synchronous=NORMAL`` in
 WAL mode, which survives a killed process (only power loss can drop the last
 commits). The sketches' previous cumulative values are not persisted: after a
 reopen the first scrape of each proxy is the new baseline for its sketches
@@ -52,17 +51,19 @@ from operator import add, itemgetter, lt
 
 from ..proxy.latency import LatencySketch
 from . import deflate
+from .cumulative import MINUTE, Cumulative, plan
+from .cumulative import SCHEMA as _CUMULATIVE_SCHEMA
 from .exposition import Sample, parse_labels, render_labels
 from .series import Labels, Matcher
 from .sketchrows import (
     ROLLUPS,
     TIER_HISTORY,
-    TIER_MINUTE,
     TIER_RAW,
+    Delta,
     DenseSum,
-    delta,
-    encode,
-    pieces,
+    Scraped,
+    delta_row,
+    scraped,
 )
 
 #: the name under which sketch series are kept (labels as response_latency_ms)
@@ -186,7 +187,7 @@ class Record:
         return list(self.hot) + list(self.cold)
 
 
-_NAME_LABELS = itemgetter(0, 1)
+_NAME, _LABELS = itemgetter(0), itemgetter(1)
 
 
 def _picker(idx: Sequence[int]) -> Callable[[Sequence[float]], Sequence[float]]:
@@ -203,13 +204,15 @@ class _Shape:
     """A scrape's layout, remembered so that the next scrape with the same series in
     the same order (the usual case) is stored without a Python step per sample."""
 
-    __slots__ = ("keys", "sids", "schema", "hot", "cold", "counters", "off_hot",
+    __slots__ = ("names", "labels", "sids", "schema", "hot", "cold", "counters", "off_hot",
                  "off_cold", "values", "start_at")
 
     def __init__(self, samples: Sequence[Sample], sids: list[int], cold: Mapping[str, bool],
                  schema: int, offsets: Mapping[int, float]) -> None:
-        #: (name, raw labels) of each sample: a list compare tells a repeat
-        self.keys = list(map(_NAME_LABELS, samples))
+        #: the name and raw labels of each sample: two list compares tell a repeat
+        #: (cheaper than one of (name, labels) pairs, which must be built first)
+        self.names = list(map(_NAME, samples))
+        self.labels = list(map(_LABELS, samples))
         self.sids = sids
         self.schema = schema
         hot_at = [i for i, s in enumerate(samples) if not cold[s[0]]]
@@ -233,6 +236,8 @@ class _Target:
     #: (metric name, raw label block) -> series id
     keys: dict[tuple[str, str], int] = field(default_factory=dict)
     sketch_keys: dict[Labels, int] = field(default_factory=dict)
+    #: the same, keyed by labels in the order the proxy sends them (no sort per scrape)
+    sketch_seen: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
     schemas: dict[tuple[int, ...], int] = field(default_factory=dict)
     last_ts: float = -math.inf
     start: float | None = None
@@ -240,8 +245,12 @@ class _Target:
     offsets: dict[int, float] = field(default_factory=dict)
     #: the last scrape's layout while the next ones repeat it (``raw`` then lags)
     shape: _Shape | None = None
-    #: sketch series id -> (count, zero, bins) as last scraped (not persisted)
-    sketch_prev: dict[int, tuple[int, int, dict[int, int]]] = field(default_factory=dict)
+    #: sketch series id -> the sketch as last scraped (not persisted)
+    sketch_prev: dict[int, Scraped] = field(default_factory=dict)
+    #: the open minute's sketch deltas summed as they are stored: (the minute's end,
+    #: whether every scrape of it went through here, sums per series); closing the
+    #: minute then needs no read of what was just written
+    minute: tuple[float, bool, dict[int, DenseSum]] = (-math.inf, False, {})
     sketch_baseline: bool = False
     #: last bucket key rolled up, per rollup tier (minute, history step, hour)
     rolled: list[float] = field(default_factory=lambda: [-math.inf] * len(ROLLUPS))
@@ -297,7 +306,7 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(f"PRAGMA cache_size=-{self.config.sqlite_cache_kib}")
         self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        self.db.executescript(_SCHEMA)
+        self.db.executescript(_SCHEMA + _CUMULATIVE_SCHEMA)
         self._targets: dict[str, _Target] = {}
         self._targets_by_id: dict[int, _Target] = {}
         self.series: dict[int, SeriesInfo] = {}
@@ -306,10 +315,10 @@ class Store:
         self._select_cache: dict[tuple[str, tuple[Matcher, ...]], list[SeriesInfo]] = {}
         self._records: OrderedDict[tuple[int, int, float], Record] = OrderedDict()
         self._records_bytes = 0
-        #: merged rollup pieces of sketches (``_rolled_piece``)
-        self._pieces_done: OrderedDict[tuple[int, int, float, float],
-                                       dict[int, DenseSum]] = OrderedDict()
-        self._pieces_bytes = 0
+        #: latency sketches' running totals (``cumulative``)
+        self._cum = Cumulative(self.db, self.config.cache_bytes // 2)
+        #: minute totals are whole from here on (later than -inf in a converted store)
+        self._minutes_since = -math.inf
         #: ``around`` answers per proxy until that proxy's next scrape: one stat asks
         #: the same windows of the same proxies for each of its metrics
         self._around: dict[int, dict[tuple[int, float, float], list[float]]] = {}
@@ -362,6 +371,27 @@ class Store:
             t.rolled = marks + [-math.inf] * (len(ROLLUPS) - len(marks))
             t.sketch_baseline = True
             self.now = max(self.now, ts)
+        self._sketch_layout()
+
+    def _sketch_layout(self) -> None:
+        """Convert an older store's sketch rollups to running totals, once."""
+        db = self.db
+        row = db.execute("SELECT value FROM meta WHERE key='sketch_layout'").fetchone()
+        if row is not None:
+            since = json.loads(row[0]).get("minutes_since")
+            self._minutes_since = -math.inf if since is None else float(since)
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            since = self._cum.migrate()
+            self._minutes_since = since
+            db.execute("INSERT INTO meta(key, value) VALUES ('sketch_layout', ?)",
+                       (json.dumps({"layout": "cumulative",
+                                    "minutes_since": since if since > -math.inf else None}),))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _remember(self, info: SeriesInfo) -> SeriesInfo:
         self._select_cache.clear()
@@ -403,6 +433,8 @@ class Store:
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
+            t.minute = (t.minute[0], False, {})  # they may hold what was rolled back
+            self._cum.forget_live()
             raise
         commit()
         self.now = max(self.now, ts)
@@ -563,7 +595,8 @@ class Store:
         down: a few C-level passes over the samples. None when that is not the case."""
         shape = t.shape
         assert shape is not None
-        if list(map(_NAME_LABELS, samples)) != shape.keys:
+        if list(map(_LABELS, samples)) != shape.labels or \
+                list(map(_NAME, samples)) != shape.names:
             return None
         values = [s[2] for s in samples]
         if any(map(lt, shape.counters(values), shape.counters(shape.values))):
@@ -595,12 +628,24 @@ class Store:
     def _ingest_tail(self, t: _Target, ts: float,
                      sketches: Iterable[tuple[Mapping[str, str], Mapping[str, object]]],
                      restarted: bool, new: list[SeriesInfo], baseline: bool = True):
-        """Store the sketch deltas and roll up what the scrape closed."""
-        rows, sketch_prev = self._sketch_deltas(t, ts, sketches, restarted, new, baseline)
+        """Store the sketch deltas, close what the scrape closed, and add the deltas to
+        their minute's sums (in place: a failed ingest marks the sums unusable)."""
+        rows, sketch_prev, gained = self._sketch_deltas(t, ts, sketches, restarted, new,
+                                                        baseline)
         if rows:
             self.db.executemany("INSERT INTO sketches(tier, target, ts, series, data) "
                                 "VALUES (0,?,?,?,?)", rows)
-        return rows, sketch_prev, self._roll(t, t.last_ts, ts)
+        rolled = self._roll(t, t.last_ts, ts)
+        k = math.ceil(ts / MINUTE) * MINUTE
+        if t.minute[0] != k:  # whole when this is the minute's first scrape
+            t.minute = (k, t.last_ts <= k - MINUTE, {})
+        sums = t.minute[2]
+        for sid, (_, zero, lo, acc) in gained.items():
+            total = sums.get(sid)
+            if total is None:
+                total = sums[sid] = DenseSum()
+            total.add_dense(zero, lo, acc)
+        return rows, sketch_prev, rolled
 
     def _series_for(self, t: _Target, name: str, raw_labels: str, counter: bool,
                     new: list[SeriesInfo], added: list[tuple[str, str]]) -> int:
@@ -622,77 +667,93 @@ class Store:
         ``baseline`` is false (it counted from zero since a known, recent start)."""
         rows: list[tuple[int, float, int, bytes]] = []
         prev = t.sketch_prev
-        out: dict[int, tuple[int, int, Mapping[str, int]]] = {}
+        out: dict[int, Scraped] = {}
+        gained: dict[int, Delta] = {}
         pending: dict[Labels, int] = {}
+        first = t.sketch_baseline or (baseline and t.last_ts == -math.inf)
+        seen = t.sketch_seen
         for labels, data in sketches:
-            lk = tuple(sorted(labels.items()))
-            sid = t.sketch_keys.get(lk) or pending.get(lk)
+            as_sent = tuple(labels.items())
+            sid = seen.get(as_sent)
             if sid is None:
-                sid = pending[lk] = self._new_series(t, SKETCH_METRIC, dict(labels), True,
-                                                     True, new)
-            zero = data.get("zero", 0)
-            bins = data.get("bins", {})
-            if not isinstance(zero, int) or not isinstance(bins, Mapping):
-                continue
-            try:
-                count = zero + sum(bins.values())
-            except TypeError:
+                lk = tuple(sorted(as_sent))
+                sid = t.sketch_keys.get(lk)
+                if sid is not None:
+                    seen[as_sent] = sid
+                else:
+                    sid = pending.get(lk)
+                    if sid is None:
+                        sid = pending[lk] = self._new_series(t, SKETCH_METRIC, dict(labels),
+                                                             True, True, new)
+            cur = scraped(data)
+            if cur is None:
                 continue
             p = prev.get(sid)
-            if p is not None and p[0] == count and not restarted:
+            if p is not None and p[0] == cur[0] and not restarted:
                 continue
-            out[sid] = (count, zero, bins)
-            if p is None and (t.sketch_baseline or (baseline and t.last_ts == -math.inf)):
+            out[sid] = cur
+            if p is None and first:
                 continue  # first scrape (ever, or since a reopen): a baseline, not a delta
-            try:
-                delta_zero, gained = delta(p, zero, bins, count, restarted)
-                if delta_zero or gained:
-                    rows.append((t.id, ts, sid, encode(delta_zero, gained)))
-            except (TypeError, ValueError, OverflowError):
-                out.pop(sid)
-        return rows, out
+            d = delta_row(p, cur, restarted)
+            if d is not None:
+                rows.append((t.id, ts, sid, d[0]))
+                gained[sid] = d
+        return rows, out, gained
 
     # -- rollups ----------------------------------------------------------
 
     def _roll(self, t: _Target, prev_ts: float, ts: float) -> list[float]:
-        """Roll up the buckets that the previous scrape closed; returns the new marks.
+        """Close the minute and history step that the previous scrape fell in, once a
+        scrape after their end arrives; returns the new marks (minute, step, and an
+        hour mark older stores kept).
 
-        A bucket keyed K (holding (K - size, K]) closes when a scrape after K
-        arrives; each tier is summed from the one below, finest first.
+        A closed minute adds its sketch deltas to the series' running totals
+        (``cumulative``); a closed step gets each total at its end, and a history
+        record (the step's last raw record).
         """
         rolled = list(t.rolled)
         if prev_ts == -math.inf:
             return rolled
-        src = TIER_RAW
-        for i, (tier, size) in enumerate(ROLLUPS):
-            size = size or self.config.history_step
-            k = math.ceil(prev_ts / size) * size
-            if rolled[i] < k < ts:
-                self._rollup(t.id, src, tier, k - size, k)
-                rolled[i] = k
-                if tier == TIER_HISTORY:
-                    # the history keeps no histogram buckets: its latency comes from the
-                    # sketches
-                    self.db.execute(
-                        "INSERT OR IGNORE INTO records(tier, target, ts, schema, vals, cold) "
-                        "SELECT 2, target, ts, schema, vals, NULL FROM records "
-                        "WHERE tier=0 AND target=? AND ts=?", (t.id, prev_ts))
-            src = tier
+        k = math.ceil(prev_ts / MINUTE) * MINUTE
+        if rolled[0] < k < ts:
+            end, whole, sums = t.minute
+            self._cum.close_minute(t.id, k, sums if end == k and whole
+                                   else self._merge_raw(t.id, k - MINUTE, k))
+            rolled[0] = k
+        step = self.config.history_step
+        k = math.ceil(prev_ts / step) * step
+        if rolled[1] < k < ts:
+            self._cum.close_step(t.id, k, step, t.sketch_keys.values())
+            rolled[1] = k
+            # the history keeps no histogram buckets: its latency comes from the sketches
+            self.db.execute(
+                "INSERT OR IGNORE INTO records(tier, target, ts, schema, vals, cold) "
+                "SELECT 2, target, ts, schema, vals, NULL FROM records "
+                "WHERE tier=0 AND target=? AND ts=?", (t.id, prev_ts))
         return rolled
 
-    def _rollup(self, target: int, src: int, dst: int, a: float, b: float) -> None:
-        merged: dict[int, DenseSum] = {}
+    def _merge_raw(self, target: int, a: float, b: float, sids: Sequence[int] = (),
+                   into: dict[Hashable, DenseSum] | None = None,
+                   groups: Mapping[int, Hashable] | None = None,
+                   inflate: deflate.Inflater | None = None) -> dict[Hashable, DenseSum]:
+        """The raw sketch deltas of ``target`` in (a, b], summed per series (or per
+        group of ``groups``, into ``into``); only ``sids`` when given."""
+        out: dict[Hashable, DenseSum] = {} if into is None else into
+        inflate = inflate or deflate.Inflater()
+        only = f" AND series IN ({','.join('?' * len(sids))})" if 0 < len(sids) <= 64 else ""
         for sid, data in self.db.execute(
-                "SELECT series, data FROM sketches WHERE tier=? AND target=? AND ts>? AND ts<=?",
-                (src, target, a, b)):
-            s = merged.get(sid)
+                "SELECT series, data FROM sketches WHERE tier=0 AND target=? AND ts>? "
+                "AND ts<=?" + only, (target, a, b, *(sids if only else ()))):
+            key: Hashable = sid
+            if groups is not None:
+                key = groups.get(sid)
+                if key is None:
+                    continue
+            s = out.get(key)
             if s is None:
-                s = merged[sid] = DenseSum()
-            s.add(data)
-        if merged:
-            self.db.executemany(
-                "INSERT INTO sketches(tier, target, ts, series, data) VALUES (?,?,?,?,?)",
-                [(dst, target, b, sid, s.encode()) for sid, s in merged.items()])
+                s = out[key] = DenseSum()
+            s.add(data, inflate)
+        return out
 
     # -- retention --------------------------------------------------------
 
@@ -713,17 +774,21 @@ class Store:
                                (json.dumps(rolled), t.id))
                     t.rolled = rolled
             db.execute("DELETE FROM records WHERE tier=0 AND ts<=?", (raw_cut,))
-            db.execute("DELETE FROM sketches WHERE tier IN (0, 1) AND ts<=?", (raw_cut,))
+            db.execute("DELETE FROM sketches WHERE tier=0 AND ts<=?", (raw_cut,))
             db.execute("DELETE FROM records WHERE tier=2 AND ts<=?", (hist_cut,))
-            db.execute("DELETE FROM sketches WHERE tier IN (2, 3) AND ts<=?", (hist_cut,))
+            self._cum.expire([(s.target, s.id) for s in self._by_name.get(SKETCH_METRIC, ())],
+                             raw_cut - cfg.history_step, cfg.history_step, hist_cut)
             gone = [t for t in self._targets.values() if t.last_ts <= hist_cut]
             for t in gone:
                 for table, col in (("series", "target"), ("schemas", "target"),
                                    ("state", "target"), ("targets", "id")):
                     db.execute(f"DELETE FROM {table} WHERE {col}=?", (t.id,))
+            if gone:
+                self._cum.forget_targets({t.id for t in gone})
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
+            self._cum.forget_live()
             raise
         if gone:
             ids = {t.id for t in gone}
@@ -743,9 +808,6 @@ class Store:
         for k in [k for k in self._records
                   if k[2] <= (raw_cut if k[0] == TIER_RAW else hist_cut)]:
             self._records_bytes -= self._records.pop(k).size()
-        for pk in [pk for pk in self._pieces_done
-                   if pk[2] < (raw_cut if pk[1] == TIER_MINUTE else hist_cut)]:
-            self._pieces_bytes -= sum(ds.size() for ds in self._pieces_done.pop(pk).values()) + 200
         self._around.clear()
 
     # -- reading ----------------------------------------------------------
@@ -865,70 +927,33 @@ class Store:
     @_locked
     def sketch_sum(self, groups: Mapping[int, Hashable], a: float, b: float
                    ) -> dict[Hashable, LatencySketch]:
-        """Merged latency deltas in (a, b] of the sketch series in ``groups`` (id -> group)."""
+        """Merged latency deltas in (a, b] of the sketch series in ``groups`` (id -> group):
+        per series, two running totals and the raw deltas at the window's edges."""
         sums: dict[Hashable, DenseSum] = {}
         targets: dict[int, list[int]] = {}
         for sid in groups:
             targets.setdefault(self.series[sid].target, []).append(sid)
+        inflate = deflate.Inflater()
+        raw_floor, step = self.raw_floor(), self.config.history_step
         for target, sids in targets.items():
-            # a proxy keeps several sketches (inbound, per destination, per route):
-            # fetch only the asked ones when they are few, let SQLite skip the rest
-            only = f" AND series IN ({','.join('?' * len(sids))})" if len(sids) <= 64 else ""
-            for tier, lo, hi in self._pieces(target, a, b):
-                if tier != TIER_RAW:  # a rolled-up piece: merged once, then remembered
-                    piece = self._rolled_piece(target, tier, lo, hi)
-                    for sid in sids:
-                        ds = piece.get(sid)
-                        if ds is not None:
-                            g = groups[sid]
-                            s = sums.get(g)
-                            if s is None:
-                                s = sums[g] = DenseSum()
-                            s.merge(ds)
-                    continue
-                for sid, data in self.db.execute(
-                        "SELECT series, data FROM sketches WHERE tier=? AND target=? "
-                        "AND ts>? AND ts<=?" + only,
-                        (tier, target, lo, hi, *sids) if only else (tier, target, lo, hi)):
-                    g = groups.get(sid)
-                    if g is None:
-                        continue
+            t = self._targets_by_id.get(target)
+            rolled = t.rolled if t else [-math.inf] * len(ROLLUPS)
+            whole, edges = plan(a, b, raw_floor=raw_floor, minutes_since=self._minutes_since,
+                                rolled_minute=rolled[0], rolled_step=rolled[1], step=step)
+            if whole is not None:
+                lo = self._cum.at(target, sids, whole[0], inflate)
+                for sid, hi in self._cum.at(target, sids, whole[1], inflate).items():
+                    d = hi.minus(lo.get(sid))
+                    if d is None:
+                        continue  # a total went down: a damaged row, not traffic
+                    g = groups[sid]
                     s = sums.get(g)
                     if s is None:
                         s = sums[g] = DenseSum()
-                    s.add(data)
+                    s.merge(d)
+            for x, y in edges:
+                self._merge_raw(target, x, y, sids, sums, groups, inflate)
         return {g: s.sketch() for g, s in sums.items()}
-
-    def _rolled_piece(self, target: int, tier: int, lo: float, hi: float
-                      ) -> dict[int, DenseSum]:
-        """The rows of a rollup tier in (lo, hi], merged per series. Buckets do not
-        change once rolled up, so the merge is kept (bounded in bytes) until a
-        compaction: a dashboard asking for the last hour every 2 s merges only the
-        raw edges of its window again."""
-        key = (target, tier, lo, hi)
-        hit = self._pieces_done.get(key)
-        if hit is not None:
-            self._pieces_done.move_to_end(key)
-            return hit
-        hit = {}
-        for sid, data in self.db.execute(
-                "SELECT series, data FROM sketches WHERE tier=? AND target=? AND ts>? "
-                "AND ts<=?", (tier, target, lo, hi)):
-            ds = hit.get(sid)
-            if ds is None:
-                ds = hit[sid] = DenseSum()
-            ds.add(data)
-        self._pieces_done[key] = hit
-        self._pieces_bytes += sum(ds.size() for ds in hit.values()) + 200
-        while self._pieces_bytes > self.config.cache_bytes // 2 and len(self._pieces_done) > 1:
-            _, old = self._pieces_done.popitem(last=False)
-            self._pieces_bytes -= sum(ds.size() for ds in old.values()) + 200
-        return hit
-
-    def _pieces(self, target: int, a: float, b: float) -> list[tuple[int, float, float]]:
-        t = self._targets_by_id.get(target)
-        rolled = t.rolled if t else [-math.inf] * len(ROLLUPS)
-        return pieces(a, b, rolled, self.raw_floor(), self.config.history_step)
 
     # -- housekeeping -----------------------------------------------------
 
