@@ -152,18 +152,25 @@ class SeriesInfo:
 
 
 class Record:
-    """One scrape's values; the histogram buckets are decoded only when asked for."""
+    """One scrape's values; the histogram buckets are read and decoded only when
+    asked for (by ``cold``, which fetches their blob: most queries never do)."""
 
-    __slots__ = ("ts", "pos", "n_hot", "hot", "cold", "_cold_blob")
+    __slots__ = ("ts", "pos", "n_hot", "hot", "_cold", "_load_cold")
 
     def __init__(self, ts: float, pos: dict[int, int], n_hot: int, hot: array,
-                 cold_blob: bytes | None) -> None:
+                 load_cold: Callable[[], bytes | None]) -> None:
         self.ts = ts
         self.pos = pos
         self.n_hot = n_hot
         self.hot = hot
-        self.cold: array | None = None
-        self._cold_blob = cold_blob
+        self._cold: array | None = None
+        self._load_cold = load_cold
+
+    def _buckets(self) -> array:
+        if self._cold is None:
+            blob = self._load_cold()
+            self._cold = _unpack(blob) if blob else array("d")
+        return self._cold
 
     def get(self, sid: int) -> float | None:
         i = self.pos.get(sid)
@@ -171,20 +178,17 @@ class Record:
             return None
         if i < self.n_hot:
             return self.hot[i]
-        if self.cold is None:
-            self.cold = _unpack(self._cold_blob) if self._cold_blob else array("d")
+        cold = self._buckets()
         i -= self.n_hot
-        return self.cold[i] if i < len(self.cold) else None
+        return cold[i] if i < len(cold) else None
 
     def size(self) -> int:
         """Bytes it holds once its buckets are decoded (an estimate, for the cache)."""
-        return 8 * len(self.pos) + len(self._cold_blob or b"") + 200
+        return 8 * len(self.pos) + 200
 
     def values(self) -> list[float]:
         """Every value, in schema order."""
-        if self.cold is None:
-            self.cold = _unpack(self._cold_blob) if self._cold_blob else array("d")
-        return list(self.hot) + list(self.cold)
+        return list(self.hot) + list(self._buckets())
 
 
 _NAME, _LABELS = itemgetter(0), itemgetter(1)
@@ -275,9 +279,9 @@ def _pack(values: Sequence[float]) -> bytes:
     return deflate.pack(array("d", values).tobytes())
 
 
-def _unpack(blob: bytes) -> array:
+def _unpack(blob: bytes, inflate: Callable[[bytes], bytes] = deflate.unpack) -> array:
     a = array("d")
-    a.frombytes(deflate.unpack(blob))
+    a.frombytes(inflate(blob))
     return a
 
 
@@ -360,7 +364,7 @@ class Store:
             ids = self._schema(schema)[0]
             t.last_ts, t.start = ts, start
             t.offsets = {i: o for i, o in zip(ids, _unpack(offsets), strict=True) if o}
-            last = self.db.execute("SELECT ts, schema, vals, cold FROM records WHERE tier=0 "
+            last = self.db.execute("SELECT ts, schema, vals FROM records WHERE tier=0 "
                                    "AND target=? AND ts=?", (tid, ts)).fetchone()
             if last is not None:  # raw = stored (adjusted) - offset
                 rec = self._decode(TIER_RAW, tid, last)
@@ -842,7 +846,7 @@ class Store:
         """The last record of ``target`` at or before ``t`` (and after ``after``)."""
         tier = TIER_RAW if t > self.raw_floor() else TIER_HISTORY
         row = self.db.execute(
-            "SELECT ts, schema, vals, cold FROM records WHERE tier=? AND target=? AND ts<=? "
+            "SELECT ts, schema, vals FROM records WHERE tier=? AND target=? AND ts<=? "
             "ORDER BY ts DESC LIMIT 1", (tier, target, t)).fetchone()
         if row is None or (after is not None and row[0] <= after):
             return None
@@ -853,7 +857,7 @@ class Store:
         """The first record of ``target`` in (a, b]."""
         tier = TIER_RAW if a > self.raw_floor() else TIER_HISTORY
         row = self.db.execute(
-            "SELECT ts, schema, vals, cold FROM records WHERE tier=? AND target=? AND ts>? "
+            "SELECT ts, schema, vals FROM records WHERE tier=? AND target=? AND ts>? "
             "AND ts<=? ORDER BY ts LIMIT 1", (tier, target, a, b)).fetchone()
         return None if row is None else self._decode(tier, target, row)
 
@@ -901,21 +905,23 @@ class Store:
                 missing.append(ts)
             else:
                 out[ts] = rec
+        inflate = deflate.Inflater()
         for i in range(0, len(missing), 500):
             chunk = missing[i:i + 500]
             for row in self.db.execute(
-                    "SELECT ts, schema, vals, cold FROM records WHERE tier=? AND target=? AND "
+                    "SELECT ts, schema, vals FROM records WHERE tier=? AND target=? AND "
                     f"ts IN ({','.join('?' * len(chunk))})", (tier, target, *chunk)):
-                out[row[0]] = self._decode(tier, target, row)
+                out[row[0]] = self._decode(tier, target, row, inflate)
         return out
 
-    def _decode(self, tier: int, target: int, row: tuple[float, int, bytes, bytes | None]
-                ) -> Record:
+    def _decode(self, tier: int, target: int, row: tuple[float, int, bytes],
+                inflate: Callable[[bytes], bytes] = deflate.unpack) -> Record:
         key = (tier, target, row[0])
         rec = self._records.get(key)
         if rec is None:
             _, pos, n_hot = self._schema(row[1])
-            rec = Record(row[0], pos, n_hot, _unpack(row[2]), row[3])
+            rec = Record(row[0], pos, n_hot, _unpack(row[2], inflate),
+                         lambda: self._cold_blob(tier, target, row[0]))
             self._records[key] = rec
             self._records_bytes += rec.size()
             while self._records_bytes > self.config.cache_bytes and len(self._records) > 1:
@@ -923,6 +929,12 @@ class Store:
         else:
             self._records.move_to_end(key)
         return rec
+
+    @_locked
+    def _cold_blob(self, tier: int, target: int, ts: float) -> bytes | None:
+        row = self.db.execute("SELECT cold FROM records WHERE tier=? AND target=? AND ts=?",
+                              (tier, target, ts)).fetchone()
+        return row[0] if row else None
 
     @_locked
     def sketch_sum(self, groups: Mapping[int, Hashable], a: float, b: float
