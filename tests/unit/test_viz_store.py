@@ -239,12 +239,17 @@ def test_an_older_store_s_rollups_become_running_totals(tmp_path):
                 sums.setdefault((target, sid, k), DenseSum()).add(data)
         db.executemany("INSERT INTO sketches VALUES (?,?,?,?,?)",
                        [(tier, t, k, sid, d.encode()) for (t, sid, k), d in sums.items()])
+    # ... and a row per series and scrape for the raw deltas
+    db.executemany("INSERT INTO sketches VALUES (0,?,?,?,?)",
+                   [r for r in rows if r[1] > T0 + 7190 - 3600])
+    db.execute("DELETE FROM raw_sketches")
     db.execute("DELETE FROM cumulative")
     db.execute("DELETE FROM meta WHERE key='sketch_layout'")
     db.execute("COMMIT")
     s.close()
     s = Store(tmp_path, cfg)
     assert s.db.execute("SELECT count(*) FROM sketches WHERE tier>0").fetchone()[0] == 0
+    assert s._old_raw
     for a, b in [(3605, 7190), (4000, 7000), (6600, 7185), (5, 7190)]:
         got = s.sketch_sum({info.id: 0}, T0 + a, T0 + b).get(0, LatencySketch())
         want = _window(per, a if a >= 7190 - 3600 else _step(a), b)
@@ -254,6 +259,8 @@ def test_an_older_store_s_rollups_become_running_totals(tmp_path):
         got = s.sketch_sum({info.id: 0}, T0 + a, T0 + b).get(0, LatencySketch())
         want = _window(per_more, a if a >= 10790 - 3600 else _step(a), b)
         assert (got.count, got.bins) == (want.count, want.bins), (a, b)
+    s.compact(T0 + 10790 + 60)
+    assert not s._old_raw  # the old raw rows expired with the raw retention
 
 
 def _sketch_traffic_after(s, per_scrape, n):

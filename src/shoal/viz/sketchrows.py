@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from ..proxy.latency import LatencySketch
 from . import deflate
@@ -198,8 +198,8 @@ def scraped(data: Mapping[str, object]) -> Scraped | None:
     return zero + sum(dense), zero, lo, int.from_bytes(dense.tobytes(), "little")
 
 
-#: a stored delta: (row, zero count, lowest bin, counts as an integer)
-Delta = tuple[bytes, int, int, int]
+#: what a sketch gained: (zero count, lowest bin, counts as an integer)
+Delta = tuple[int, int, int]
 
 
 def _top_bits(fields: int) -> int:
@@ -215,19 +215,18 @@ _TOPS = _TOPS_1024
 
 
 def delta_row(prev: Scraped | None, cur: Scraped, restarted: bool) -> Delta | None:
-    """What a sketch gained since ``prev``, as a row and as numbers (None: nothing);
-    all of it when the proxy restarted or any bin went down (a reset, as for
-    counters).
+    """What a sketch gained since ``prev`` (None: nothing); all of it when the proxy
+    restarted or any bin went down (a reset, as for counters).
 
     Bins 5: 1 and 7: 2, then bin 4 gains 1, bin 7 gains 2 and the zero bin 1:
 
     >>> prev, cur = (3, 0, 5, 1 | 2 << 128), (7, 1, 4, 1 | 1 << 64 | 4 << 192)
-    >>> delta_row(prev, cur, False)[1:] == (1, 4, 1 | 2 << 192)
+    >>> delta_row(prev, cur, False) == (1, 4, 1 | 2 << 192)
     True
 
     Bin 7 went down while the count grew: a reset, all of it counts:
 
-    >>> delta_row(prev, (4, 0, 5, 3 | 1 << 128), False)[1:] == (0, 5, 3 | 1 << 128)
+    >>> delta_row(prev, (4, 0, 5, 3 | 1 << 128), False) == (0, 5, 3 | 1 << 128)
     True
     """
     count, zero, lo, acc = cur
@@ -239,16 +238,42 @@ def delta_row(prev: Scraped | None, cur: Scraped, restarted: bool) -> Delta | No
         # 2**64 - k: their top bit is set (counts stay far below 2**63)
         if d >= 0 and not d & _top_bits((d.bit_length() + 63) // 64):
             if not d:
-                return (_pack_row(d_zero, 0, 0), d_zero, 0, 0) if d_zero else None
+                return (d_zero, 0, 0) if d_zero else None
             skip = ((d & -d).bit_length() - 1) // _FIELD  # bins that did not move
-            d >>= _FIELD * skip
-            return _pack_row(d_zero, lo + skip, d), d_zero, lo + skip, d
+            return d_zero, lo + skip, d >> (_FIELD * skip)
     if not (acc or zero):
         return None
-    lo = lo if acc else 0
-    return _pack_row(zero, lo, acc), zero, lo, acc
+    return zero, lo if acc else 0, acc
 
 
-def _pack_row(zero: int, lo: int, acc: int) -> bytes:
-    return deflate.pack(_HEAD.pack(zero, lo, _V2)
-                        + acc.to_bytes((acc.bit_length() + 63) // 64 * 8, "little"))
+_COUNT = struct.Struct("<I")
+#: one series in a scrape's blob: series id, zero count, lowest bin, bytes of counts
+_ENTRY = struct.Struct("<qqiI")
+
+
+def scrape_blob(deltas: Mapping[int, Delta]) -> bytes:
+    """A scrape's deltas of all its series as one blob (one compression and one row
+    per scrape, not per series): their count, an index of (series, zero, lowest
+    bin, size), then each one's counts (64-bit fields).
+
+    >>> blob = scrape_blob({7: (1, 4, 3 | 2 << 64), 9: (0, -2, 5)})
+    >>> [(sid, z, lo, int.from_bytes(b, "little")) for sid, z, lo, b in read_scrape(blob)]
+    [(7, 1, 4, 36893488147419103235), (9, 0, -2, 5)]
+    """
+    index, bodies = [], []
+    for sid, (zero, lo, acc) in deltas.items():
+        body = acc.to_bytes((acc.bit_length() + 63) // 64 * 8, "little")
+        index.append(_ENTRY.pack(sid, zero, lo, len(body)))
+        bodies.append(body)
+    return deflate.pack(_COUNT.pack(len(index)) + b"".join(index) + b"".join(bodies))
+
+
+def read_scrape(blob: bytes, unpack: Callable[[bytes], bytes] = deflate.unpack
+                ) -> Iterator[tuple[int, int, int, memoryview]]:
+    """(series, zero count, lowest bin, counts' bytes) of each series in a blob."""
+    raw = memoryview(unpack(blob))
+    n = _COUNT.unpack_from(raw)[0]
+    at = _COUNT.size + n * _ENTRY.size
+    for sid, zero, lo, size in _ENTRY.iter_unpack(raw[_COUNT.size:at]):
+        yield sid, zero, lo, raw[at:at + size]
+        at += size

@@ -63,6 +63,8 @@ from .sketchrows import (
     DenseSum,
     Scraped,
     delta_row,
+    read_scrape,
+    scrape_blob,
     scraped,
 )
 
@@ -85,6 +87,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS records_at ON records(tier, target, ts);
 CREATE TABLE IF NOT EXISTS sketches(tier INTEGER, target INTEGER, ts REAL, series INTEGER,
     data BLOB);
 CREATE INDEX IF NOT EXISTS sketches_at ON sketches(tier, target, ts);
+CREATE TABLE IF NOT EXISTS raw_sketches(target INTEGER, ts REAL, data BLOB,
+    PRIMARY KEY(target, ts)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state(target INTEGER PRIMARY KEY, ts REAL, start REAL,
     schema INTEGER, offsets BLOB, rolled TEXT);
 """
@@ -323,6 +327,8 @@ class Store:
         self._cum = Cumulative(self.db, self.config.cache_bytes // 2)
         #: minute totals are whole from here on (later than -inf in a converted store)
         self._minutes_since = -math.inf
+        #: raw sketch rows per series, as stores before ``raw_sketches`` kept them
+        self._old_raw = False
         #: ``around`` answers per proxy until that proxy's next scrape: one stat asks
         #: the same windows of the same proxies for each of its metrics
         self._around: dict[int, dict[tuple[int, float, float], list[float]]] = {}
@@ -376,6 +382,7 @@ class Store:
             t.sketch_baseline = True
             self.now = max(self.now, ts)
         self._sketch_layout()
+        self._old_raw = self.db.execute("SELECT 1 FROM sketches LIMIT 1").fetchone() is not None
 
     def _sketch_layout(self) -> None:
         """Convert an older store's sketch rollups to running totals, once."""
@@ -614,7 +621,7 @@ class Store:
                    "VALUES (0,?,?,?,?,?)", (t.id, ts, shape.schema, _pack(hot),
                                             _pack(cold) if cold else None))
         new: list[SeriesInfo] = []
-        rows, sketch_prev, rolled = self._ingest_tail(t, ts, sketches, False, new)
+        gained, sketch_prev, rolled = self._ingest_tail(t, ts, sketches, False, new)
         db.execute("UPDATE state SET ts=?, start=?, rolled=? WHERE target=?",
                    (ts, start, json.dumps(rolled), t.id))
 
@@ -627,29 +634,28 @@ class Store:
             t.sketch_prev.update(sketch_prev)
             t.sketch_baseline = False
 
-        return IngestStats(len(values), len(new), len(rows)), commit
+        return IngestStats(len(values), len(new), len(gained)), commit
 
     def _ingest_tail(self, t: _Target, ts: float,
                      sketches: Iterable[tuple[Mapping[str, str], Mapping[str, object]]],
                      restarted: bool, new: list[SeriesInfo], baseline: bool = True):
         """Store the sketch deltas, close what the scrape closed, and add the deltas to
         their minute's sums (in place: a failed ingest marks the sums unusable)."""
-        rows, sketch_prev, gained = self._sketch_deltas(t, ts, sketches, restarted, new,
-                                                        baseline)
-        if rows:
-            self.db.executemany("INSERT INTO sketches(tier, target, ts, series, data) "
-                                "VALUES (0,?,?,?,?)", rows)
+        sketch_prev, gained = self._sketch_deltas(t, sketches, restarted, new, baseline)
+        if gained:
+            self.db.execute("INSERT OR REPLACE INTO raw_sketches(target, ts, data) "
+                            "VALUES (?,?,?)", (t.id, ts, scrape_blob(gained)))
         rolled = self._roll(t, t.last_ts, ts)
         k = math.ceil(ts / MINUTE) * MINUTE
         if t.minute[0] != k:  # whole when this is the minute's first scrape
             t.minute = (k, t.last_ts <= k - MINUTE, {})
         sums = t.minute[2]
-        for sid, (_, zero, lo, acc) in gained.items():
+        for sid, (zero, lo, acc) in gained.items():
             total = sums.get(sid)
             if total is None:
                 total = sums[sid] = DenseSum()
             total.add_dense(zero, lo, acc)
-        return rows, sketch_prev, rolled
+        return gained, sketch_prev, rolled
 
     def _series_for(self, t: _Target, name: str, raw_labels: str, counter: bool,
                     new: list[SeriesInfo], added: list[tuple[str, str]]) -> int:
@@ -664,12 +670,12 @@ class Store:
         added.append((name, raw_labels))
         return sid
 
-    def _sketch_deltas(self, t: _Target, ts: float,
+    def _sketch_deltas(self, t: _Target,
                        sketches: Iterable[tuple[Mapping[str, str], Mapping[str, object]]],
                        restarted: bool, new: list[SeriesInfo], baseline: bool = True):
-        """Rows of what each sketch gained; a proxy's first scrape is a baseline unless
-        ``baseline`` is false (it counted from zero since a known, recent start)."""
-        rows: list[tuple[int, float, int, bytes]] = []
+        """What each sketch gained, and each as scraped; a proxy's first scrape is a
+        baseline unless ``baseline`` is false (it counted from zero since a known,
+        recent start)."""
         prev = t.sketch_prev
         out: dict[int, Scraped] = {}
         gained: dict[int, Delta] = {}
@@ -700,9 +706,8 @@ class Store:
                 continue  # first scrape (ever, or since a reopen): a baseline, not a delta
             d = delta_row(p, cur, restarted)
             if d is not None:
-                rows.append((t.id, ts, sid, d[0]))
                 gained[sid] = d
-        return rows, out, gained
+        return out, gained
 
     # -- rollups ----------------------------------------------------------
 
@@ -744,19 +749,35 @@ class Store:
         group of ``groups``, into ``into``); only ``sids`` when given."""
         out: dict[Hashable, DenseSum] = {} if into is None else into
         inflate = inflate or deflate.Inflater()
-        only = f" AND series IN ({','.join('?' * len(sids))})" if 0 < len(sids) <= 64 else ""
-        for sid, data in self.db.execute(
-                "SELECT series, data FROM sketches WHERE tier=0 AND target=? AND ts>? "
-                "AND ts<=?" + only, (target, a, b, *(sids if only else ()))):
-            key: Hashable = sid
-            if groups is not None:
-                key = groups.get(sid)
-                if key is None:
+        want = set(sids) if sids else None
+        for (data,) in self.db.execute("SELECT data FROM raw_sketches WHERE target=? AND ts>? "
+                                       "AND ts<=?", (target, a, b)):
+            for sid, zero, lo, body in read_scrape(data, inflate):
+                if want is not None and sid not in want:
                     continue
-            s = out.get(key)
-            if s is None:
-                s = out[key] = DenseSum()
-            s.add(data, inflate)
+                key: Hashable = sid
+                if groups is not None:
+                    key = groups.get(sid)
+                    if key is None:
+                        continue
+                s = out.get(key)
+                if s is None:
+                    s = out[key] = DenseSum()
+                s.add_dense(zero, lo, int.from_bytes(body, "little"))
+        if self._old_raw:  # a row per series and scrape, as stores before this kept them
+            only = f" AND series IN ({','.join('?' * len(sids))})" if 0 < len(sids) <= 64 else ""
+            for sid, data in self.db.execute(
+                    "SELECT series, data FROM sketches WHERE tier=0 AND target=? AND ts>? "
+                    "AND ts<=?" + only, (target, a, b, *(sids if only else ()))):
+                key = sid
+                if groups is not None:
+                    key = groups.get(sid)
+                    if key is None:
+                        continue
+                s = out.get(key)
+                if s is None:
+                    s = out[key] = DenseSum()
+                s.add(data, inflate)
         return out
 
     # -- retention --------------------------------------------------------
@@ -778,7 +799,11 @@ class Store:
                                (json.dumps(rolled), t.id))
                     t.rolled = rolled
             db.execute("DELETE FROM records WHERE tier=0 AND ts<=?", (raw_cut,))
-            db.execute("DELETE FROM sketches WHERE tier=0 AND ts<=?", (raw_cut,))
+            db.executemany("DELETE FROM raw_sketches WHERE target=? AND ts<=?",
+                           [(t.id, raw_cut) for t in self._targets.values()])
+            if self._old_raw:
+                db.execute("DELETE FROM sketches WHERE tier=0 AND ts<=?", (raw_cut,))
+                self._old_raw = db.execute("SELECT 1 FROM sketches LIMIT 1").fetchone() is not None
             db.execute("DELETE FROM records WHERE tier=2 AND ts<=?", (hist_cut,))
             self._cum.expire([(s.target, s.id) for s in self._by_name.get(SKETCH_METRIC, ())],
                              raw_cut - cfg.history_step, cfg.history_step, hist_cut)
