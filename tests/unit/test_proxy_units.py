@@ -129,12 +129,18 @@ def test_sketch_merges_and_round_trips():
     doc = a.to_json()
     c = LatencySketch.from_json(doc)
     assert c.count == 5 and c.bins == a.bins
-    assert len(doc["counts"]) == max(a.bins) - min(a.bins) + 1 and doc["lo"] == min(a.bins)
+    assert len(doc["hex64"]) == 16 * (max(a.bins) - min(a.bins) + 1)
+    assert doc["lo"] == min(a.bins)
     sparse = {"zero": 0, "bins": {str(i): n for i, n in a.bins.items()}}  # older proxies
     assert LatencySketch.from_json(sparse).bins == a.bins
-    assert LatencySketch().to_json() == {"zero": 0, "lo": 0, "counts": []}
+    listed = {"zero": 0, "lo": min(a.bins),
+              "counts": [a.bins.get(i, 0) for i in range(min(a.bins), max(a.bins) + 1)]}
+    assert LatencySketch.from_json(listed).bins == a.bins
+    assert LatencySketch().to_json() == {"zero": 0, "lo": 0, "hex64": ""}
     for bad in ({"zero": "x", "bins": {}}, {"zero": 0, "lo": "1", "counts": [1]},
-                {"zero": 0, "lo": 1, "counts": ["1"]}, {"zero": 0, "bins": []}):
+                {"zero": 0, "lo": 1, "counts": ["1"]}, {"zero": 0, "bins": []},
+                {"zero": 0, "lo": 1, "hex64": "zz"}, {"zero": 0, "lo": 1, "hex64": "0100"},
+                {"zero": 0, "lo": 1, "hex64": 5}):
         with pytest.raises(ValueError):
             LatencySketch.from_json(bad)
 

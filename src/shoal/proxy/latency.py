@@ -15,6 +15,7 @@ admin ``/latency`` endpoint.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -77,26 +78,36 @@ class LatencySketch:
         return bin_value(max(self.bins))
 
     def to_json(self) -> dict[str, object]:
-        """``{"zero": n, "lo": i, "counts": [...]}``, the counts of bins ``lo``,
-        ``lo + 1``, ... up to the highest: a list of numbers parses faster than a
-        mapping, and the control plane turns it into one integer without a step per
-        bin. A sketch spans at most ~1,000 bins (1 µs to 10⁶ ms at 1 %)."""
+        """``{"zero": n, "lo": i, "hex64": "..."}``: the counts of bins ``lo``, ``lo +
+        1``, ... up to the highest, as little-endian unsigned 64-bit integers in hex.
+        The control plane reads a proxy's ~100 sketches every 10 s; this form costs it
+        no Python object per bin, neither to parse the JSON nor to turn the counts into
+        the one integer it sums (hex decodes 3-5x faster than base64 here). A sketch
+        spans at most ~1,000 bins (1 µs to 10⁶ ms at 1 %)."""
         bins = dict(self.bins)  # a snapshot: the event loop may add bins meanwhile
         if not bins:
-            return {"zero": self.zero, "lo": 0, "counts": []}
+            return {"zero": self.zero, "lo": 0, "hex64": ""}
         lo = min(bins)
-        counts = [0] * (max(bins) - lo + 1)
+        counts = array("Q", bytes(8 * (max(bins) - lo + 1)))
         for i, n in bins.items():
             counts[i - lo] = n
-        return {"zero": self.zero, "lo": lo, "counts": counts}
+        return {"zero": self.zero, "lo": lo, "hex64": counts.tobytes().hex()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> LatencySketch:
-        """From ``to_json``'s form, or the sparse ``{"zero": n, "bins": {"i": n}}``
-        that proxies before the dense form wrote."""
+        """From ``to_json``'s form, a plain list (``"counts": [...]``), or the sparse
+        ``{"zero": n, "bins": {"i": n}}`` that proxies before the dense forms wrote."""
         s = cls()
         zero = data.get("zero", 0)
         counts = data.get("counts")
+        packed = data.get("hex64")
+        if packed is not None:
+            if not isinstance(packed, str):
+                raise ValueError("malformed latency sketch")
+            raw = bytes.fromhex(packed)  # a ValueError when not hex
+            if len(raw) % 8:
+                raise ValueError("malformed latency sketch counts")
+            counts = array("Q", raw).tolist()
         if counts is not None:
             lo = data.get("lo", 0)
             if not isinstance(lo, int) or not isinstance(counts, list):

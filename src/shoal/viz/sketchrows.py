@@ -170,13 +170,26 @@ Scraped = tuple[int, int, int, int]
 
 
 def scraped(data: Mapping[str, object]) -> Scraped | None:
-    """A proxy's cumulative sketch (``LatencySketch.to_json``: dense ``lo``/``counts``,
-    or the older sparse ``bins``) as (count, zero, lo, integer of 64-bit fields);
-    None when malformed (a count that is not a non-negative integer, ...). The dense
-    form takes no Python step per bin: ``array`` checks and packs the counts."""
+    """A proxy's cumulative sketch (``LatencySketch.to_json``: ``lo`` and hex
+    ``hex64``; a plain ``counts`` list; or the older sparse ``bins``) as (count,
+    zero, lo, integer of 64-bit fields); None when malformed (a count that is not a
+    non-negative integer, ...). The packed form takes no Python step per bin."""
     zero = data.get("zero", 0)
     if not isinstance(zero, int) or zero < 0:
         return None
+    packed = data.get("hex64")
+    if packed is not None:  # the proxies' form: uint64 LE counts in hex
+        lo = data.get("lo", 0)
+        if not isinstance(packed, str) or not isinstance(lo, int):
+            return None
+        try:
+            raw = bytes.fromhex(packed)
+        except ValueError:
+            return None
+        if len(raw) % 8:
+            return None
+        fields = array("Q", raw)
+        return zero + sum(fields), zero, lo, int.from_bytes(raw, "little")
     counts = data.get("counts")
     try:
         if counts is not None:
