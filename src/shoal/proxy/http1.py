@@ -717,8 +717,18 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
         _route_ended(ex, status, cls, error)
 
     def tap_request(self, ex: Exchange, headers: list[tuple[bytes, bytes]]) -> None:
-        """Publish the request to tappers (only called while someone taps)."""
+        """Publish the request to tappers (only called while someone taps); the event
+        is built only when a tapper takes it (filter and rate limit)."""
         ep = ex.ep
+        hub = self.rt.tap
+        direction = self.side.direction
+        method = ex.method.decode("latin-1")
+        authority = ex.authority.decode("latin-1")
+        path = ex.path.decode("latin-1")
+        dst_labels = ep.labels if ep else None
+        subs = hub.admit(direction, method, "http", authority, path, dst_labels)
+        if subs is None:
+            return
         if self.inbound:
             tls = self.side.tls_value
             src_labels = identity_labels(self.side.tls.get("client_id", ""))
@@ -726,13 +736,12 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
             tls = "true" if ep is not None and ep.identity and self.rt.credentials() else \
                 "no_identity"
             src_labels = None
-        ex.tap = self.rt.tap.request(
-            conn_id=self.conn_id, stream=self.requests - 1, direction=self.side.direction,
-            src=self.peer, dst=ep.target_addr if ep else "", tls=tls,
-            method=ex.method.decode("latin-1"), scheme="http",
-            authority=ex.authority.decode("latin-1"), path=ex.path.decode("latin-1"),
+        ex.tap = hub.publish(
+            subs, conn_id=self.conn_id, stream=self.requests - 1, direction=direction,
+            src=self.peer, dst=ep.target_addr if ep else "", tls=tls, method=method,
+            scheme="http", authority=authority, path=path,
             headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers],
-            src_labels=src_labels, dst_labels=ep.labels if ep else None)
+            src_labels=src_labels, dst_labels=dst_labels)
 
     # -- upgrades: WebSocket and CONNECT -------------------------------------
 

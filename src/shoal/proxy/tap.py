@@ -388,12 +388,12 @@ class TapHub:
                 self.groups.pop((group.filter, group.max_rps), None)
         self.active = bool(self.subs) or self.recorder is not None
 
-    def request(self, *, conn_id: int, stream: int, direction: str, src: str, dst: str,
-                tls: str, method: str, scheme: str, authority: str, path: str,
-                headers: Headers, src_labels: dict[str, str] | None = None,
-                dst_labels: dict[str, str] | None = None) -> TapExchange | None:
-        """Publish a ``req`` event to matching subscribers (and the recorder); None when
-        nobody wants it."""
+    def admit(self, direction: str, method: str, scheme: str, authority: str, path: str,
+              dst_labels: dict[str, str] | None = None) -> list[TapSubscription] | None:
+        """The subscriptions that take this request (their filter matches and their
+        rate limit has room); None when nobody, not even the recorder, wants it. The
+        data path asks this first and builds the event only when it is wanted: with
+        ``max_rps`` 100 on a proxy serving 1000 requests/s, nine in ten are not."""
         subs: list[TapSubscription] = []
         for group in self.groups.values():
             if group.filter.matches(direction, method, scheme, authority, path, dst_labels) \
@@ -401,6 +401,14 @@ class TapHub:
                 subs += group.members
         if not subs and self.recorder is None:
             return None
+        return subs
+
+    def publish(self, subs: list[TapSubscription], *, conn_id: int, stream: int,
+                direction: str, src: str, dst: str, tls: str, method: str, scheme: str,
+                authority: str, path: str, headers: Headers,
+                src_labels: dict[str, str] | None = None,
+                dst_labels: dict[str, str] | None = None) -> TapExchange:
+        """Send the ``req`` event to ``subs`` (from ``admit``) and the recorder."""
         base: Event = {
             "id": f"{conn_id}:{stream}", "proxy": "in" if direction == "inbound" else "out",
             "direction": direction, "src": src, "dst": dst, "tls": tls,
@@ -410,3 +418,16 @@ class TapHub:
         ex = TapExchange(self, subs, base)
         ex._emit("req", {}, headers)
         return ex
+
+    def request(self, *, conn_id: int, stream: int, direction: str, src: str, dst: str,
+                tls: str, method: str, scheme: str, authority: str, path: str,
+                headers: Headers, src_labels: dict[str, str] | None = None,
+                dst_labels: dict[str, str] | None = None) -> TapExchange | None:
+        """``admit`` then ``publish``: None when nobody wants the request."""
+        subs = self.admit(direction, method, scheme, authority, path, dst_labels)
+        if subs is None:
+            return None
+        return self.publish(subs, conn_id=conn_id, stream=stream, direction=direction,
+                            src=src, dst=dst, tls=tls, method=method, scheme=scheme,
+                            authority=authority, path=path, headers=headers,
+                            src_labels=src_labels, dst_labels=dst_labels)
