@@ -198,14 +198,18 @@ class H2Downstream(H2Peer):
         self.streams[sid] = ex
         if ev.stream_ended is not None:
             ex.to_up.end = True  # so the upstream HEADERS carry END_STREAM
-        if self.runtime.tap.active:
-            ex.tap = self.runtime.tap.request(
-                conn_id=self.conn_id, stream=sid, direction=side.direction,
-                src=self.peer_addr(), dst=ep.target_addr if ep is not None else "",
-                tls=side.tls_value, method=method.decode("latin-1"),
-                scheme=scheme.decode("latin-1"), authority=auth,
-                path=path.decode("latin-1"), headers=text_headers(fwd),
-                dst_labels=ep.labels if ep is not None else None)
+        hub = self.runtime.tap
+        if hub.active:  # the event is built only for a request a tapper takes
+            m, sch, p = method.decode("latin-1"), scheme.decode("latin-1"), \
+                path.decode("latin-1")
+            dst_labels = ep.labels if ep is not None else None
+            subs = hub.admit(side.direction, m, sch, auth, p, dst_labels)
+            if subs is not None:
+                ex.tap = hub.publish(
+                    subs, conn_id=self.conn_id, stream=sid, direction=side.direction,
+                    src=self.peer_addr(), dst=ep.target_addr if ep is not None else "",
+                    tls=side.tls_value, method=m, scheme=sch, authority=auth, path=p,
+                    headers=text_headers(fwd), dst_labels=dst_labels)
         if ep is not None:
             self.route(ex, ep, target, method, path)
         elif target is not None and target.pending is not None and not target.pending.done():

@@ -423,7 +423,8 @@ class TapHub:
                 tls: str, method: str, scheme: str, authority: str, path: str,
                 headers: Headers, src_labels: dict[str, str] | None = None,
                 dst_labels: dict[str, str] | None = None) -> TapExchange | None:
-        """``admit`` then ``publish``: None when nobody wants the request."""
+        """``admit`` then ``publish``: None when nobody wants the request (the data
+        path calls the two itself, to build the event's fields only when needed)."""
         subs = self.admit(direction, method, scheme, authority, path, dst_labels)
         if subs is None:
             return None
