@@ -45,7 +45,7 @@ import sys
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import add, itemgetter, lt
 
@@ -62,6 +62,7 @@ from .sketchrows import (
     Delta,
     DenseSum,
     Scraped,
+    decode,
     delta_row,
     read_scrape,
     scrape_blob,
@@ -748,37 +749,36 @@ class Store:
         """The raw sketch deltas of ``target`` in (a, b], summed per series (or per
         group of ``groups``, into ``into``); only ``sids`` when given."""
         out: dict[Hashable, DenseSum] = {} if into is None else into
-        inflate = inflate or deflate.Inflater()
+        for sid, zero, lo, acc in self._raw_deltas(target, a, b, sids,
+                                                   inflate or deflate.Inflater()):
+            key: Hashable = sid
+            if groups is not None:
+                key = groups.get(sid)
+                if key is None:
+                    continue
+            s = out.get(key)
+            if s is None:
+                s = out[key] = DenseSum()
+            s.add_dense(zero, lo, acc)
+        return out
+
+    def _raw_deltas(self, target: int, a: float, b: float, sids: Sequence[int],
+                    inflate: deflate.Inflater) -> Iterator[tuple[int, int, int, int]]:
+        """(series, zero count, lowest bin, counts) of each raw delta in (a, b]; only
+        of ``sids`` when given."""
         want = set(sids) if sids else None
         for (data,) in self.db.execute("SELECT data FROM raw_sketches WHERE target=? AND ts>? "
                                        "AND ts<=?", (target, a, b)):
             for sid, zero, lo, body in read_scrape(data, inflate):
-                if want is not None and sid not in want:
-                    continue
-                key: Hashable = sid
-                if groups is not None:
-                    key = groups.get(sid)
-                    if key is None:
-                        continue
-                s = out.get(key)
-                if s is None:
-                    s = out[key] = DenseSum()
-                s.add_dense(zero, lo, int.from_bytes(body, "little"))
+                if want is None or sid in want:
+                    yield sid, zero, lo, int.from_bytes(body, "little")
         if self._old_raw:  # a row per series and scrape, as stores before this kept them
             only = f" AND series IN ({','.join('?' * len(sids))})" if 0 < len(sids) <= 64 else ""
             for sid, data in self.db.execute(
                     "SELECT series, data FROM sketches WHERE tier=0 AND target=? AND ts>? "
                     "AND ts<=?" + only, (target, a, b, *(sids if only else ()))):
-                key = sid
-                if groups is not None:
-                    key = groups.get(sid)
-                    if key is None:
-                        continue
-                s = out.get(key)
-                if s is None:
-                    s = out[key] = DenseSum()
-                s.add(data, inflate)
-        return out
+                if want is None or sid in want:
+                    yield (sid, *decode(data, inflate))
 
     # -- retention --------------------------------------------------------
 
