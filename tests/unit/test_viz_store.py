@@ -12,7 +12,7 @@ from shoal.proxy.latency import LatencySketch
 from shoal.viz import deflate
 from shoal.viz.embedded import EmbeddedBackend
 from shoal.viz.exposition import parse
-from shoal.viz.sketchrows import DenseSum, add_encoded
+from shoal.viz.sketchrows import DenseSum
 from shoal.viz.sketchrows import encode as encode_sketch
 from shoal.viz.store import TIER_RAW, Store, StoreConfig
 from shoal.viz.synthetic import Mesh, SyntheticProxy, workload
@@ -278,8 +278,9 @@ def _sketch_traffic_after(s, per_scrape, n):
 @given(st.integers(0, 10**6), st.dictionaries(st.integers(-2000, 2000), st.integers(0, 2**31),
                                             max_size=50))
 def test_stored_sketch_rows_decode_to_what_was_encoded(zero, bins):
-    s = LatencySketch()
-    add_encoded(s, encode_sketch(zero, {str(i): n for i, n in bins.items()}))
+    row = DenseSum()
+    row.add(encode_sketch(zero, {str(i): n for i, n in bins.items()}))
+    s = row.sketch()
     want = {i: n for i, n in bins.items() if n}
     assert (s.zero, s.bins, s.count) == (zero, want, zero + sum(want.values()))
 
@@ -308,8 +309,9 @@ def test_summed_rows_equal_summed_sketches_whatever_the_order_of_lowest_bins(row
 def test_rows_written_before_the_format_byte_still_read():
     """uint32 rows (a 12-byte head, no format byte) from older stores."""
     old = deflate.pack(struct.pack("<qi", 5, -3) + array("I", [2, 0, 7]).tobytes())
-    s = LatencySketch()
-    add_encoded(s, old)
+    row = DenseSum()
+    row.add(old)
+    s = row.sketch()
     assert (s.zero, s.bins, s.count) == (5, {-3: 2, -1: 7}, 14)
 
 

@@ -74,7 +74,7 @@ def plan(a: float, b: float, *, raw_floor: float, minutes_since: float,
     big_b = min(_floor(b, MINUTE), rolled_minute)
     if big_b < minutes_from:  # only the history's steps are left there
         big_b = min(_floor(b, step), rolled_step)
-    raw_lo = max(a, raw_floor) if a >= raw_floor else max(start, raw_floor)
+    raw_lo = a if a >= raw_floor else max(start, raw_floor)
     if big_a >= big_b:
         return None, [(raw_lo, b)] if raw_lo < b else []
     edges = [(raw_lo, big_a)] if raw_lo < big_a else []
@@ -231,6 +231,9 @@ class Cumulative:
                     total = totals[(target, sid)] = DenseSum()
                 total.add(data)
                 rows.append((target, sid, ts, total.encode()))
+                if len(rows) >= 10_000:  # a week of a large mesh does not fit at once
+                    db.executemany("INSERT OR REPLACE INTO cumulative VALUES (?,?,?,?)", rows)
+                    rows.clear()
         db.executemany("INSERT OR REPLACE INTO cumulative VALUES (?,?,?,?)", rows)
         db.execute("DELETE FROM sketches WHERE tier IN (1, 2, 3)")
         return max(last_step.values(), default=-math.inf)

@@ -1,8 +1,10 @@
-"""Latency sketches as the store keeps them: per-interval deltas, dense and deflated.
+"""Latency sketches as the store keeps them: dense, deflated, summed as integers.
 
-A row is ``(zero count, lowest bin, format)`` then the uint64 counts of every bin
-from there to the highest, compressed: ~1 byte per bin, 4-5x less than sparse JSON.
-Rows written before the format byte hold uint32 counts after a 12-byte head; their
+What a proxy's sketches gained in one scrape is stored as one blob per scrape
+(``scrape_blob``: an index of series, then each one's counts); a running total
+(``cumulative``) is a *row*: ``(zero count, lowest bin, format)`` then the uint64
+counts of every bin from there to the highest, compressed: ~1 byte per bin, 4-5x
+less than sparse JSON. Rows written before the format byte hold uint32 counts after a 12-byte head; their
 length is a multiple of 4, a current row's never is, and both still read.
 
 Sums are kept as one Python integer with a 64-bit field per bin (``DenseSum``):
@@ -11,8 +13,7 @@ sketches is one integer addition (a shift aligns their lowest bins), and a row's
 bytes are that integer's little-endian bytes as stored. A query merging thousands
 of rows thus does no Python step per bin.
 
-Rows are per-scrape deltas; ``cumulative`` keeps running totals of them, so that
-a window is a difference of two totals plus the deltas at its edges.
+A window is then a difference of two totals plus the deltas at its edges.
 
 >>> s = DenseSum()
 >>> s.add(encode(0, {"3": 2, "5": 1}))
@@ -35,9 +36,10 @@ from collections.abc import Callable, Iterator, Mapping
 from ..proxy.latency import LatencySketch
 from . import deflate
 
-#: tiers of the records table (and of ``sketches``: raw rows only; older stores also
-#: had per-minute, per-step and per-hour delta rollups there, see ``cumulative``)
-TIER_RAW, TIER_MINUTE, TIER_HISTORY, TIER_HOUR = 0, 1, 2, 3
+#: tiers of the records table: every scrape, and the history (one per step). Older
+#: stores also kept sketch rows in ``sketches`` under these tiers and per-minute (1)
+#: and per-hour (3) rollups, converted by ``cumulative.Cumulative.migrate``
+TIER_RAW, TIER_HISTORY = 0, 2
 #: the marks a target keeps of what it closed (minute, history step, and an hour mark
 #: of older stores)
 ROLLUPS: tuple[str, ...] = ("minute", "step", "hour")
@@ -148,21 +150,6 @@ class DenseSum:
         acc = self.acc
         body = acc.to_bytes((acc.bit_length() + 63) // 64 * 8, "little") if acc else b""
         return deflate.pack(_HEAD.pack(self.zero, self.lo if acc else 0, _V2) + body)
-
-
-def add_encoded(sketch: LatencySketch, data: bytes) -> None:
-    """Merge one row into a ``LatencySketch``."""
-    s = DenseSum()
-    s.add(data)
-    bins = sketch.bins
-    get = bins.get
-    total = s.zero
-    for i, n in enumerate(s.counts, s.lo):
-        if n:
-            bins[i] = get(i, 0) + n
-            total += n
-    sketch.zero += s.zero
-    sketch.count += total
 
 
 #: a sketch as last scraped: (count, zero count, lowest bin, counts as an integer)

@@ -158,7 +158,7 @@ class SeriesInfo:
 
 class Record:
     """One scrape's values; the histogram buckets are read and decoded only when
-    asked for (by ``cold``, which fetches their blob: most queries never do)."""
+    asked for (``load_cold`` fetches their blob: most queries never do)."""
 
     __slots__ = ("ts", "pos", "n_hot", "hot", "_cold", "_load_cold")
 
@@ -945,8 +945,9 @@ class Store:
         rec = self._records.get(key)
         if rec is None:
             _, pos, n_hot = self._schema(row[1])
-            rec = Record(row[0], pos, n_hot, _unpack(row[2], inflate),
-                         lambda: self._cold_blob(tier, target, row[0]))
+            ts = row[0]  # the loader keeps the time, not the row and its blob
+            rec = Record(ts, pos, n_hot, _unpack(row[2], inflate),
+                         lambda: self._cold_blob(tier, target, ts))
             self._records[key] = rec
             self._records_bytes += rec.size()
             while self._records_bytes > self.config.cache_bytes and len(self._records) > 1:
