@@ -152,14 +152,14 @@ class DenseSum:
         return deflate.pack(_HEAD.pack(self.zero, self.lo if acc else 0, _V2) + body)
 
 
-#: a sketch as last scraped: (count, zero count, lowest bin, counts as an integer)
-Scraped = tuple[int, int, int, int]
+#: a sketch as last scraped: (zero count, lowest bin, counts as an integer)
+Scraped = tuple[int, int, int]
 
 
 def scraped(data: Mapping[str, object]) -> Scraped | None:
     """A proxy's cumulative sketch (``LatencySketch.to_json``: ``lo`` and hex
-    ``hex64``; a plain ``counts`` list; or the older sparse ``bins``) as (count,
-    zero, lo, integer of 64-bit fields); None when malformed (a count that is not a
+    ``hex64``; a plain ``counts`` list; or the older sparse ``bins``) as (zero, lo,
+    integer of 64-bit fields); None when malformed (a count that is not a
     non-negative integer, ...). The packed form takes no Python step per bin."""
     zero = data.get("zero", 0)
     if not isinstance(zero, int) or zero < 0:
@@ -175,8 +175,7 @@ def scraped(data: Mapping[str, object]) -> Scraped | None:
             return None
         if len(raw) % 8:
             return None
-        fields = array("Q", raw)
-        return zero + sum(fields), zero, lo, int.from_bytes(raw, "little")
+        return zero, lo, int.from_bytes(raw, "little")
     counts = data.get("counts")
     try:
         if counts is not None:
@@ -195,7 +194,7 @@ def scraped(data: Mapping[str, object]) -> Scraped | None:
                 dense[i - lo] = n
     except (TypeError, ValueError, OverflowError):
         return None
-    return zero + sum(dense), zero, lo, int.from_bytes(dense.tobytes(), "little")
+    return zero, lo, int.from_bytes(dense.tobytes(), "little")
 
 
 #: what a sketch gained: (zero count, lowest bin, counts as an integer)
@@ -220,22 +219,22 @@ def delta_row(prev: Scraped | None, cur: Scraped, restarted: bool) -> Delta | No
 
     Bins 5: 1 and 7: 2, then bin 4 gains 1, bin 7 gains 2 and the zero bin 1:
 
-    >>> prev, cur = (3, 0, 5, 1 | 2 << 128), (7, 1, 4, 1 | 1 << 64 | 4 << 192)
+    >>> prev, cur = (0, 5, 1 | 2 << 128), (1, 4, 1 | 1 << 64 | 4 << 192)
     >>> delta_row(prev, cur, False) == (1, 4, 1 | 2 << 192)
     True
 
     Bin 7 went down while the count grew: a reset, all of it counts:
 
-    >>> delta_row(prev, (4, 0, 5, 3 | 1 << 128), False) == (0, 5, 3 | 1 << 128)
+    >>> delta_row(prev, (0, 5, 3 | 1 << 128), False) == (0, 5, 3 | 1 << 128)
     True
     """
-    count, zero, lo, acc = cur
-    if not (prev is None or restarted or count < prev[0] or zero < prev[1]
-            or (prev[3] and lo > prev[2])):
-        d = acc - (prev[3] << (_FIELD * (prev[2] - lo))) if prev[3] else acc
-        d_zero = zero - prev[1]
-        # a bin that went down borrows from the fields above it, which then read
-        # 2**64 - k: their top bit is set (counts stay far below 2**63)
+    zero, lo, acc = cur
+    if not (prev is None or restarted or zero < prev[0] or (prev[2] and lo > prev[1])):
+        d = acc - (prev[2] << (_FIELD * (prev[1] - lo))) if prev[2] else acc
+        d_zero = zero - prev[0]
+        # a bin that went down borrows from the field above it and itself reads
+        # 2**64 - k: its top bit is set (counts stay far below 2**63); the highest
+        # field going down makes the difference negative
         if d >= 0 and not d & _top_bits((d.bit_length() + 63) // 64):
             if not d:
                 return (d_zero, 0, 0) if d_zero else None

@@ -700,7 +700,7 @@ class Store:
             if cur is None:
                 continue
             p = prev.get(sid)
-            if p is not None and p[0] == cur[0] and not restarted:
+            if p == cur and not restarted:
                 continue
             out[sid] = cur
             if p is None and first:
