@@ -63,13 +63,14 @@ def wrk(port: int, seconds: float, connections: int, cpu: int,
 
 
 def open_loop(port: int, rate: float, seconds: float, warmup: float, connections: int,
-              cpu: int, host: str | None = None) -> dict:
-    """Run bench.openloop in its own pinned process; return its JSON summary."""
+              cpu: int, host: str | None = None, timeline: bool = False) -> dict:
+    """Run bench.openloop in its own pinned process; return its JSON summary (with
+    every request's scheduled send and latency under ``timeline`` if asked)."""
     root = Path(__file__).resolve().parent.parent
     argv = [*pinned(cpu), sys.executable, "-m", "bench.openloop",
             "--port", str(port), "--rate", f"{rate:g}", "--duration", f"{seconds:g}",
             "--warmup", f"{warmup:g}", "--connections", str(connections),
-            *(["--host", host] if host else [])]
+            *(["--host", host] if host else []), *(["--timeline"] if timeline else [])]
     code, out, err = run_boosted(argv, timeout=seconds + warmup + 60, cwd=root)
     if code != 0:
         raise BenchError(f"open-loop client failed ({code}): {err.strip()[-800:]}")

@@ -83,7 +83,7 @@ def _lower_timer_slack() -> None:
 
 
 def run(port: int, rate: float, duration: float, warmup: float, connections: int,
-        drain: float = 2.0, host: str = HOST) -> dict:
+        drain: float = 2.0, host: str = HOST, timeline: bool = False) -> dict:
     _lower_timer_slack()
     req = request(host)
     interval = connections / rate
@@ -92,6 +92,7 @@ def run(port: int, rate: float, duration: float, warmup: float, connections: int
     measure_from = t0 + warmup
     stop_at = measure_from + duration
     latency: list[float] = []  # µs from scheduled send to full response
+    scheduled: list[float] = []  # each one's scheduled send (``timeline``)
     service: list[float] = []  # µs from actual send to full response
     # µs from scheduled to actual send, when the connection was free in time: the
     # client's own punctuality (waiting for a busy connection is the target's doing).
@@ -161,6 +162,7 @@ def run(port: int, rate: float, duration: float, warmup: float, connections: int
                     errors += 1
                 elif c.scheduled >= measure_from:
                     latency.append((done_at - c.scheduled) * 1e6)
+                    scheduled.append(c.scheduled)
                     service.append((done_at - c.sent_at) * 1e6)
                     if c.free_at <= c.scheduled:
                         lag.append((c.sent_at - c.scheduled) * 1e6)
@@ -176,20 +178,28 @@ def run(port: int, rate: float, duration: float, warmup: float, connections: int
             timeouts += 1
             if c.scheduled >= measure_from:
                 latency.append((end - c.scheduled) * 1e6)
+                scheduled.append(c.scheduled)
         slot = c.next_send
         while slot < stop_at:
             unsent += 1
             if slot >= measure_from:
                 latency.append((end - slot) * 1e6)
+                scheduled.append(slot)
             slot += c.interval
         c.sock.close()
-    return {
+    out = {
         "rate": rate, "duration_s": duration, "connections": connections,
         "sent": sent, "measured": len(latency), "errors": errors, "timeouts": timeouts,
         "unsent": unsent, "reconnects": reconnects, "achieved_rps": len(service) / duration,
         "latency_us": summarise(latency), "service_us": summarise(service),
         "send_lag_us": summarise(lag),
     }
+    if timeline:
+        # every measured request as (scheduled send on CLOCK_MONOTONIC, latency µs),
+        # so the caller can set them against what the machine did meanwhile
+        out["timeline"] = [[round(t, 6), round(v, 1)]
+                           for t, v in zip(scheduled, latency, strict=True)]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,9 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
     ap.add_argument("--connections", type=int, default=10)
     ap.add_argument("--host", default=HOST, help="Host header of every request")
+    ap.add_argument("--timeline", action="store_true",
+                    help="also list every request's scheduled send time and latency")
     args = ap.parse_args(argv)
     result = run(args.port, args.rate, args.duration, args.warmup, args.connections,
-                 host=args.host)
+                 host=args.host, timeline=args.timeline)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -178,7 +178,7 @@ class UsageMeter:
     """
 
     def __init__(self, roots: Sequence[int], load_roots: Sequence[int] = (), cpu: int = 0,
-                 load_cpu: int = 1, period: float = 0.2) -> None:
+                 load_cpu: int = 1, period: float = 0.1) -> None:
         self.roots = list(roots)
         self.load_roots = list(load_roots)
         self.cpu_id, self.load_cpu = cpu, load_cpu
@@ -186,6 +186,9 @@ class UsageMeter:
         self._stop = threading.Event()
         self._rss_max = 0
         self.usage: Usage | None = None
+        #: (CLOCK_MONOTONIC, steal ticks of all CPUs so far) every ``period``: when
+        #: the hypervisor took the CPUs, finer than the whole interval's share
+        self.steal_marks: list[tuple[float, int]] = []
 
     def pids(self) -> list[int]:
         return [p for r in self.roots for p in tree(r)]
@@ -201,11 +204,16 @@ class UsageMeter:
         return (kids.ru_utime + kids.ru_stime
                 + sum(cpu_seconds(p) for r in self.load_roots for p in tree(r)))
 
+    def _mark_steal(self) -> None:
+        self.steal_marks.append((time.monotonic(), sum(t[0] for t in cpu_ticks().values())))
+
     def _sample(self) -> None:
         while not self._stop.wait(self.period):
+            self._mark_steal()
             self._rss_max = max(self._rss_max, self.rss())
 
     def __enter__(self) -> UsageMeter:
+        self._mark_steal()
         self._cpu0, self._t0, self._ticks0 = self.cpu(), time.monotonic(), cpu_ticks()
         self._load0 = self.load_cpu_s()
         self._rss_max = self.rss()
@@ -216,6 +224,7 @@ class UsageMeter:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._mark_steal()
         end, ticks = self.rss(), cpu_ticks()
         wall, cpu = time.monotonic() - self._t0, self.cpu() - self._cpu0
         own = {self.cpu_id: cpu}

@@ -9,6 +9,7 @@ from bench.model import Run
 from bench.targets import (
     CLIENT_LAG_WARN_US,
     NOISE_WARN_PCT,
+    QUIET_MIN_SHARE,
     RETRY_BUDGET,
     RETRY_LAG_US,
     RETRY_PCT,
@@ -60,7 +61,7 @@ def latency_table(run: Run) -> str:
     rows = []
     for r in run.results:
         if r.error and not r.latency:
-            rows.append([f"`{r.name}`", "failed", *[""] * 11])
+            rows.append([f"`{r.name}`", "failed", *[""] * 12])
             continue
         lt = r.latency or {}
         lag = lt.get("send_lag_us", {}).get("p99")
@@ -70,13 +71,20 @@ def latency_table(run: Run) -> str:
             us(lat(r, "max")),
             us(added(r, direct, "p50")) if r is not direct else "—",
             us(added(r, direct, "p99")) if r is not direct else "—",
+            _quiet(lt),
             num(cpu_ms_per_1000(r, "latency")),
             str(lt.get("errors", 0) + lt.get("timeouts", 0) + lt.get("unsent", 0)) if lt else "—",
             us(lag), noise(r, "latency", run.method),
         ])
     return _table(["setup", "req/s", "p50", "p90", "p99", "p99.9", "max", "added p50",
-                   "added p99", "CPU ms / 1000 req", "errors", "client lag p99",
-                   "steal / others"], rows)
+                   "added p99", "p99 without steal", "CPU ms / 1000 req", "errors",
+                   "client lag p99", "steal / others"], rows)
+
+
+def _quiet(lt: dict) -> str:
+    """p99 of the requests no steal touched, and their share of all."""
+    q = lt.get("quiet_us")
+    return f"{us(q.get('p99'))} ({lt.get('quiet_share', 0.0):.0%})" if q else "—"
 
 
 def checks_table(run: Run) -> str:
@@ -182,8 +190,16 @@ How:
   not hidden (no coordinated omission). Debian has no wrk2, and h2load's `--rate`
   paces connections, not requests, hence a generator of our own. *Added* latency is
   the setup's percentile minus the direct path's.
+- **p99 without steal**: the p99 of the requests that no hypervisor steal touched:
+  /proc/stat is read every 100 ms, and a request is left out when steal was seen in
+  the 100 ms slices its life overlaps or in the 50 ms before it (the queue a stall
+  leaves takes that long to drain); the share of requests kept is shown beside it.
+  Steal here comes in bursts of 10-100 ms several times a second, and one such burst
+  queues a hundred requests, the whole p99 of a run. A p99 target that fails over every
+  request is judged on these (**PASS (without steal)**) when both the setup and the
+  direct baseline kept at least {QUIET_MIN_SHARE:.0%} of their requests.
 - **Memory**: VmRSS of the proxy's processes (nginx: master + worker), idle after
-  start, and the maximum sampled every 200 ms under load; MB = 10⁶ bytes.
+  start, and the maximum sampled every 100 ms under load; MB = 10⁶ bytes.
 - **CPU**: utime + stime of the proxy's processes over the measured interval, divided
   by the requests sent in it; *busy* is that CPU time over wall time (100% = one core).
 - **Priority**: when run as root every process above runs at nice −20 (its session's
