@@ -1,11 +1,17 @@
 """Golden-metric queries over the embedded store, on synthetic proxies."""
 
-import pytest
+import math
+from array import array
 
-from shoal.viz.embedded import EmbeddedBackend
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shoal.viz.embedded import EmbeddedBackend, _Edges
 from shoal.viz.errors import BadSelector, QueryError, UnknownResource, WindowTooShort
 from shoal.viz.queries import Queries, bucket_quantile, resource_kind
-from shoal.viz.store import Store
+from shoal.viz.series import group_key
+from shoal.viz.store import Record, SeriesInfo, Store
 from shoal.viz.synthetic import Mesh, SyntheticProxy, workload
 
 NS = "emojivoto"
@@ -169,3 +175,33 @@ def test_range_queries_agree_with_instant_primitives(mesh):
     assert fast.series("tcp_open_connections", {}, fn="gauge", by=("deployment",),
                        **args) == slow.series("tcp_open_connections", {}, fn="gauge",
                                               by=("deployment",), **args)
+
+
+def _reference_sums(ss, rec, by):
+    """Per group, summed one value at a time; None when one is absent or NaN."""
+    out = {}
+    for s in ss:
+        x = rec.get(s.id)
+        if x is None or x != x:
+            return None
+        k = group_key(s.labels, by)
+        out[k] = out.get(k, 0.0) + x
+    return out
+
+
+@given(st.lists(st.one_of(st.floats(0, 1e12), st.just(math.nan)), min_size=4, max_size=4),
+       st.integers(1, 4), st.sampled_from([(), ("dst",), ("code",), ("dst", "code")]))
+def test_edges_pick_and_sum_what_one_value_at_a_time_would(vals, n_hot, by):
+    """``_Edges`` reads a record's values in one pick when they are all hot: the same
+    values and group sums as reading them one by one, also for a series in the
+    buckets' part, a series the record lacks, and NaN."""
+    ss = [SeriesInfo(i, 1, "response_total", {"dst": f"d{i % 2}", "code": str(200 + i // 2)},
+                     True, False) for i in range(5)]
+    pos = {0: 0, 1: 1, 2: 2, 3: 3}  # series 4 is in no record
+    rec = Record(10.0, pos, n_hot, array("d", vals[:n_hot]), lambda: None)
+    rec._cold = array("d", vals[n_hot:])  # the buckets' part, as if loaded
+    for subset in (ss[:4], ss[:2], ss[2:4], ss):
+        edges = _Edges(subset, {(0, 10.0): rec}, by)
+        assert list(edges.read((0, 10.0))) == pytest.approx(
+            [rec.get(s.id) for s in subset], nan_ok=True)
+        assert edges.summed((0, 10.0)) == _reference_sums(subset, rec, by)

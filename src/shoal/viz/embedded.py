@@ -31,7 +31,7 @@ from operator import lt
 from ..proxy.latency import LatencySketch
 from .queries import Key, MatcherSpec, Vector, bucket_quantile
 from .series import Matcher, group_key, matchers
-from .store import SKETCH_METRIC, Record, SeriesInfo, Store
+from .store import SKETCH_METRIC, Record, SeriesInfo, Store, picker
 from .window import Window, window
 
 
@@ -106,18 +106,17 @@ class EmbeddedBackend:
         """
         store = self.store
         lo, hi = min(w.start for w in windows), max(w.end for w in windows)
+        tiers = [(w, store.tier_for(w.start), store.tier_for(w.end)) for w in windows]
         for target, ss in _by_target(series).items():
             lines: dict[int, list[float]] = {}
             plan: list[tuple[tuple[int, float] | None, tuple[int, float] | None]] = []
-            for w in windows:
-                te = store.tier_for(w.end)
+            for w, tb, te in tiers:
                 tl = _line(store, lines, target, te, lo, hi, windows)
                 j = bisect_right(tl, w.end) - 1
                 if j < 0 or tl[j] <= w.start:
                     plan.append((None, None))
                     continue
                 end = (te, tl[j])
-                tb = store.tier_for(w.start)
                 tl = _line(store, lines, target, tb, lo, hi, windows)
                 i = bisect_right(tl, w.start) - 1
                 if i < 0:  # appeared inside the window: its first scrape is the baseline
@@ -253,34 +252,51 @@ def _line(store: Store, lines: dict[int, list[float]], target: int, tier: int, l
 
 class _Edges:
     """One proxy's records at window edges, for ``_increase_many``: each record's
-    values of the series are read once, and summed per group once."""
+    values of the series are read once (one C-level pick from its array when all of
+    them are in its hot part, as usual), and summed per group once."""
 
-    __slots__ = ("ids", "keys", "recs", "values", "sums")
+    __slots__ = ("ids", "keys", "recs", "values", "sums", "groups", "_pos", "_pick")
 
     def __init__(self, ss: list[SeriesInfo], recs: dict[tuple[int, float], Record],
                  by: Sequence[str]) -> None:
         self.ids = [s.id for s in ss]
         self.keys = [group_key(s.labels, by) for s in ss]
         self.recs = recs
-        self.values: dict[tuple[int, float], list[float | None]] = {}
+        self.values: dict[tuple[int, float], Sequence[float | None]] = {}
         self.sums: dict[tuple[int, float], dict[Key, float] | None] = {}
+        at: dict[Key, list[int]] = {}
+        for i, k in enumerate(self.keys):
+            at.setdefault(k, []).append(i)
+        #: each group with the picker of its series' values
+        self.groups = [(k, picker(idx)) for k, idx in at.items()]
+        #: the picker for records of the schema whose positions are ``_pos``
+        self._pos: dict[int, int] | None = None
+        self._pick: Callable[[Sequence[float]], Sequence[float]] | None = None
 
-    def read(self, at: tuple[int, float]) -> list[float | None]:
+    def read(self, at: tuple[int, float]) -> Sequence[float | None]:
         v = self.values.get(at)
         if v is None:
-            v = self.values[at] = list(map(self.recs[at].get, self.ids))
+            rec = self.recs[at]
+            if rec.pos is not self._pos:
+                idx = list(map(rec.pos.get, self.ids))
+                self._pos = rec.pos
+                self._pick = None if None in idx or max(idx, default=0) >= rec.n_hot \
+                    else picker(idx)  # type: ignore[arg-type]
+            pick = self._pick
+            v = self.values[at] = pick(rec.hot) if pick is not None \
+                else list(map(rec.get, self.ids))
         return v
 
     def summed(self, at: tuple[int, float]) -> dict[Key, float] | None:
         """Per group; None when a value is absent or NaN."""
         if at in self.sums:
             return self.sums[at]
-        total: dict[Key, float] = {}
-        for k, x in zip(self.keys, self.read(at), strict=True):
-            if x is None or x != x:
-                self.sums[at] = None
-                return None
-            total[k] = total.get(k, 0.0) + x
+        v = self.read(at)
+        total: dict[Key, float] | None = None
+        if None not in v:
+            total = {k: sum(pick(v)) for k, pick in self.groups}  # type: ignore[arg-type]
+            if any(x != x for x in total.values()):  # a NaN makes its group's sum NaN
+                total = None
         self.sums[at] = total
         return total
 

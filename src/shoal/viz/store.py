@@ -199,7 +199,7 @@ class Record:
 _NAME, _LABELS = itemgetter(0), itemgetter(1)
 
 
-def _picker(idx: Sequence[int]) -> Callable[[Sequence[float]], Sequence[float]]:
+def picker(idx: Sequence[int]) -> Callable[[Sequence[float]], Sequence[float]]:
     """``values -> [values[i] for i in idx]`` at C speed (``itemgetter``)."""
     if len(idx) > 1:
         return itemgetter(*idx)
@@ -226,8 +226,8 @@ class _Shape:
         self.schema = schema
         hot_at = [i for i, s in enumerate(samples) if not cold[s[0]]]
         cold_at = [i for i, s in enumerate(samples) if cold[s[0]]]
-        self.hot, self.cold = _picker(hot_at), _picker(cold_at)
-        self.counters = _picker([i for i, s in enumerate(samples) if s[3]])
+        self.hot, self.cold = picker(hot_at), picker(cold_at)
+        self.counters = picker([i for i, s in enumerate(samples) if s[3]])
         off = [offsets.get(sid, 0.0) for sid in sids]
         self.off_hot = [off[i] for i in hot_at] if any(off) else None
         self.off_cold = [off[i] for i in cold_at] if any(off) else None
