@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import resource
@@ -296,6 +297,15 @@ def part_queries(directory: str, now: float) -> dict[str, object]:
     def history():
         return q.stat_series("deploy", "ns1", "d7", start=clock[0] - 6 * 3600 + 600,
                              end=clock[0], step=600)
+
+    def dashboard(span: int, step: int):
+        """What the dashboard's History page asks for its request-rate chart: 121
+        points, the end aligned on the step (``pages/History.jsx``)."""
+        def run():
+            end = math.ceil(clock[0] / step) * step
+            return q.series("response_total", {"direction": "inbound"}, start=end - span,
+                            end=end, step=step, by=("deployment",))
+        return run
     cases = {
         "stat deploy -A -t 1m": lambda: q.stat("deploy", None, window="1m"),
         "stat deploy -A -t 1h": lambda: q.stat("deploy", None, window="1h"),
@@ -306,6 +316,8 @@ def part_queries(directory: str, now: float) -> dict[str, object]:
         "edges deploy -A": lambda: q.edges("deploy", None),
         "series: rps by deployment, 1 h at 1 min": series_rps,
         "history of deploy/d7, 6 h at 10 min": history,
+        "dashboard history, 1 h: rps by deployment at 30 s": dashboard(3600, 30),
+        "dashboard history, 6 h: rps by deployment at 3 min": dashboard(6 * 3600, 180),
     }
     out: dict[str, object] = {}
     for name, fn in cases.items():
@@ -384,7 +396,8 @@ def render(ingest: dict[str, dict[str, float]], size: dict[str, float] | None,
                      f"{mib(size['steady'])} | reported | INFO |")
     if queries is not None:
         lines += ["", f"Queries, 50 workloads (3 callers and 3 callees each), "
-                  f"{meta['hours']:g} h of data, {queries['series']:,} series, "
+                  f"{meta['hours']:g} h of data (scraped every 60 s, every 10 s in the last "
+                  f"30 min), {queries['series']:,} series, "
                   f"{mib(float(queries['disk']))} on disk "  # type: ignore[arg-type]
                   "(CPU ms):", "",
                   "| query | cold | warm | a minute later |", "| --- | --- | --- | --- |"]
