@@ -208,9 +208,12 @@ class UsageMeter:
         self.steal_marks.append((time.monotonic(), sum(t[0] for t in cpu_ticks().values())))
 
     def _sample(self) -> None:
+        # The processes were found once, on entry: walking /proc for them costs a
+        # millisecond or two, which every 100 ms would itself disturb a latency run.
+        pids = self.pids()
         while not self._stop.wait(self.period):
             self._mark_steal()
-            self._rss_max = max(self._rss_max, self.rss())
+            self._rss_max = max(self._rss_max, sum(rss_kib(p) for p in pids))
 
     def __enter__(self) -> UsageMeter:
         self._mark_steal()
