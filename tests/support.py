@@ -237,3 +237,14 @@ def raw_request(addr: tuple[str, int], data: bytes, timeout: float = 5.0,
         except (TimeoutError, ConnectionResetError):
             pass
         return b"".join(chunks)
+
+
+def tap_request(hub: Any, *, direction: str, method: str, scheme: str, authority: str,
+                path: str, dst_labels: dict[str, str] | None = None, **fields: Any) -> Any:
+    """What the data path does for a request while someone taps: ``admit``, then
+    ``publish`` when a tapper takes it; None when nobody does."""
+    subs = hub.admit(direction, method, scheme, authority, path, dst_labels)
+    if subs is None:
+        return None
+    return hub.publish(subs, direction=direction, method=method, scheme=scheme,
+                       authority=authority, path=path, dst_labels=dst_labels, **fields)

@@ -13,6 +13,7 @@ from shoal.proxy import admin
 from shoal.proxy.config import ProxyConfig
 from shoal.proxy.server import ProxyServer
 from shoal.proxy.tap import TapSubscription
+from tests.support import tap_request
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,7 +52,7 @@ def test_a_stalled_reader_gets_drops_and_a_bounded_catch_up(monkeypatch):
         (sub,) = hub.subs
         # the reader stops reading; the proxy goes on publishing 60 000 events
         for i in range(20_000):
-            ex = hub.request(conn_id=1, stream=i, direction="inbound", src="a:1", dst="b:2",
+            ex = tap_request(hub, conn_id=1, stream=i, direction="inbound", src="a:1", dst="b:2",
                              tls="no_identity", method="GET", scheme="http", authority="web",
                              path=f"/r/{i}", headers=HEADERS)
             assert ex is not None

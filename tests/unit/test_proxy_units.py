@@ -18,6 +18,7 @@ from shoal.proxy.detect import H2_PREFACE, Kind, detect
 from shoal.proxy.latency import ALPHA, LatencySketch
 from shoal.proxy.metrics import ProxyMetrics
 from shoal.proxy.tap import REDACTED, TapFilter, TapFilterError, TapHub
+from tests.support import tap_request
 
 
 @pytest.mark.parametrize("module", ["shoal.proxy.detect", "shoal.proxy.config",
@@ -208,8 +209,8 @@ def test_tap_filters_and_rate_limit_and_redaction():
     args = dict(conn_id=1, direction="inbound", src="a", dst="b", tls="true",
                 scheme="http", authority="web", headers=[("Authorization", "x"),
                                                          ("X-Token", "t"), ("Accept", "*")])
-    assert hub.request(stream=0, method="GET", path="/other", **args) is None
-    ex = hub.request(stream=1, method="GET", path="/api/x", **args)
+    assert tap_request(hub, stream=0, method="GET", path="/other", **args) is None
+    ex = tap_request(hub, stream=1, method="GET", path="/api/x", **args)
     assert ex is not None
     ex.response(200, [("set-cookie", "s")], 10)
     ex.end(duration_us=5, response_bytes=3)
@@ -219,7 +220,7 @@ def test_tap_filters_and_rate_limit_and_redaction():
                                           "Accept": "*"}
     assert dict(events[1]["headers"]) == {"set-cookie": REDACTED}
     for i in range(10):  # the bucket holds 2 tokens: a burst of 10 drops most
-        hub.request(stream=2 + i, method="GET", path="/api", **args)
+        tap_request(hub, stream=2 + i, method="GET", path="/api", **args)
     assert sub.dropped >= 7
     hub.unsubscribe(sub)
     assert hub.active is False
@@ -229,7 +230,7 @@ def test_tap_reveal_and_bounded_queue():
     hub = TapHub()
     sub = hub.subscribe(TapFilter(), max_rps=0, reveal=True, queue_max=5)
     for i in range(10):
-        hub.request(conn_id=1, stream=i, direction="outbound", src="a", dst="b", tls="",
+        tap_request(hub, conn_id=1, stream=i, direction="outbound", src="a", dst="b", tls="",
                     method="GET", scheme="http", authority="x", path="/",
                     headers=[("cookie", "c")])
     assert len(sub.events) == 5 and sub.dropped == 5

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 
 from shoal.proxy.tap import REDACTED, TapFilter, TapHub, json_line
+from tests.support import tap_request
 
 ARGS = dict(conn_id=1, direction="inbound", src="a:1", dst="b:2", tls="no_identity",
             method="GET", scheme="http", authority="web:80", path="/api")
 
 
 def request(hub: TapHub, stream: int, headers=(("authorization", "secret"),)):
-    ex = hub.request(stream=stream, headers=list(headers), **ARGS)
+    ex = tap_request(hub, stream=stream, headers=list(headers), **ARGS)
     if ex is not None:
         ex.response(200, [("content-type", "text/plain")], 100)
         ex.end(duration_us=5, response_bytes=10)

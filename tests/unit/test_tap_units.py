@@ -13,6 +13,7 @@ from shoal.control.config import ControlConfig
 from shoal.control.plane import ControlPlane
 from shoal.control.tap_api import dst_filter, parse_resource
 from shoal.proxy.tap import REDACTED, FlightRecorder, TapFilter, TapFilterError, TapHub
+from tests.support import tap_request
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -23,7 +24,7 @@ ARGS = dict(conn_id=1, direction="outbound", src="a:1", dst="b:2", tls="true", m
 
 
 def exchange(hub, stream, path="/", status=200, cls="success", headers=(), dst_labels=None):
-    ex = hub.request(stream=stream, path=path, headers=list(headers), dst_labels=dst_labels,
+    ex = tap_request(hub, stream=stream, path=path, headers=list(headers), dst_labels=dst_labels,
                      **ARGS)
     if ex is not None:
         ex.response(status, [], 100)
@@ -65,7 +66,7 @@ def test_recorder_is_capped_in_bytes_and_by_age():
 def test_failures_only_holds_back_until_end():
     hub = TapHub()
     sub = hub.subscribe(TapFilter(), max_rps=0, failures=True)
-    ex = hub.request(stream=0, path="/bad", headers=[], **ARGS)
+    ex = tap_request(hub, stream=0, path="/bad", headers=[], **ARGS)
     assert ex is not None
     ex.response(503, [], 100)
     assert sub.drain() == []  # not decided yet
@@ -82,7 +83,7 @@ def test_failures_only_forgets_old_requests_without_end(monkeypatch):
     hub = TapHub()
     sub = hub.subscribe(TapFilter(), max_rps=0, failures=True)
     for i in range(5):
-        hub.request(stream=i, path="/", headers=[], **ARGS)
+        tap_request(hub, stream=i, path="/", headers=[], **ARGS)
     assert len(sub.held) == 3 and sub.dropped == 2
 
 

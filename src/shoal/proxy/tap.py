@@ -418,17 +418,3 @@ class TapHub:
         ex = TapExchange(self, subs, base)
         ex._emit("req", {}, headers)
         return ex
-
-    def request(self, *, conn_id: int, stream: int, direction: str, src: str, dst: str,
-                tls: str, method: str, scheme: str, authority: str, path: str,
-                headers: Headers, src_labels: dict[str, str] | None = None,
-                dst_labels: dict[str, str] | None = None) -> TapExchange | None:
-        """``admit`` then ``publish``: None when nobody wants the request (the data
-        path calls the two itself, to build the event's fields only when needed)."""
-        subs = self.admit(direction, method, scheme, authority, path, dst_labels)
-        if subs is None:
-            return None
-        return self.publish(subs, conn_id=conn_id, stream=stream, direction=direction,
-                            src=src, dst=dst, tls=tls, method=method, scheme=scheme,
-                            authority=authority, path=path, headers=headers,
-                            src_labels=src_labels, dst_labels=dst_labels)

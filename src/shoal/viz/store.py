@@ -877,15 +877,6 @@ class Store:
             return None
         return self._decode(tier, target, row)
 
-    @_locked
-    def first_record(self, target: int, a: float, b: float) -> Record | None:
-        """The first record of ``target`` in (a, b]."""
-        tier = TIER_RAW if a > self.raw_floor() else TIER_HISTORY
-        row = self.db.execute(
-            "SELECT ts, schema, vals FROM records WHERE tier=? AND target=? AND ts>? "
-            "AND ts<=? ORDER BY ts LIMIT 1", (tier, target, a, b)).fetchone()
-        return None if row is None else self._decode(tier, target, row)
-
     def tier_for(self, t: float) -> int:
         """The tier holding values at ``t``: raw while kept, then the history."""
         return TIER_RAW if t > self.raw_floor() else TIER_HISTORY
