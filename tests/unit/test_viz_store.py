@@ -435,3 +435,25 @@ def test_a_proxy_first_seen_soon_after_its_start_counts_from_its_start(tmp_path)
     assert b.gauge("tcp_open_connections", window="10s", at=T0 + 5) == {}
     lat = b.sketches({"direction": "inbound"}, window="1m", by=("deployment",))
     assert {k: v.count for k, v in lat.items()} == {("fresh",): 40}
+
+
+def test_records_with_deflated_values_from_earlier_versions_still_read(tmp_path):
+    s = Store(tmp_path)
+    for i, v in enumerate([10, 20, 35, 50]):
+        s.ingest(POD, T0 + 10 * i, counter(v))
+    s.close()
+    # earlier versions deflated the hot values too: rewrite the first two that way
+    s = Store(tmp_path)
+    rows = s.db.execute("SELECT rowid, vals FROM records WHERE ts<?", (T0 + 20,)).fetchall()
+    assert rows and all(v[:1] == b"\x02" for _, v in rows)
+    for rowid, vals in rows:
+        s.db.execute("UPDATE records SET vals=? WHERE rowid=?", (deflate.pack(vals[1:]), rowid))
+    s.db.commit()
+    s.close()
+    s = Store(tmp_path)
+    assert [v[:1] for (v,) in s.db.execute("SELECT vals FROM records ORDER BY ts")] == [
+        b"\x01", b"\x01", b"\x02", b"\x02"]
+    b = backend(s, T0 + 30)
+    assert b.increase("request_total", window="30s") == {(): 40.0}  # 10 (deflated) -> 50
+    assert b.increase_range("request_total", None, [T0 + 10, T0 + 30], "10s") == [
+        {(): 10.0}, {(): 15.0}]

@@ -2,9 +2,9 @@
 
 Theory of operation. One scrape of one proxy becomes one *record*: the values of
 all its numeric series, in the order of a *schema* (the list of series ids, stored
-once and reused while the proxy's series set does not change), packed as float64
-and zlib-compressed, the histogram buckets in a second blob that only bucket
-quantiles decompress. Counters are stored *reset-adjusted*: when a raw
+once and reused while the proxy's series set does not change), packed as float64,
+the histogram buckets in a second, deflated blob that only bucket quantiles
+decompress (earlier versions deflated both: such records still read). Counters are stored *reset-adjusted*: when a raw
 counter goes down (or the proxy's ``process_start_time_seconds`` changes) the
 value before the reset is added to an offset, so the stored value never
 decreases and ``increase`` over any window is ``value(last record <= end) -
@@ -284,9 +284,19 @@ def _pack(values: Sequence[float]) -> bytes:
     return deflate.pack(array("d", values).tobytes())
 
 
+#: marks a blob of plain float64 (a deflated blob starts with ``\x01`` or a zlib header)
+_PLAIN = b"\x02"
+
+
+def _plain(values: Sequence[float]) -> bytes:
+    """A record's hot values as they are: deflate shrinks them only ~1.6x (float64
+    counters), and inflating costs a range query more than reading the bytes."""
+    return _PLAIN + array("d", values).tobytes()
+
+
 def _unpack(blob: bytes, inflate: Callable[[bytes], bytes] = deflate.unpack) -> array:
     a = array("d")
-    a.frombytes(inflate(blob))
+    a.frombytes(memoryview(blob)[1:] if blob[:1] == _PLAIN else inflate(blob))
     return a
 
 
@@ -555,13 +565,14 @@ class Store:
                 # start, so what it counted before this scrape is traffic, not a baseline
                 kinds = {keys[(x[0], x[1])]: x[3] for x in samples}
 
-                def at_start(ids: list[int]) -> bytes:
-                    return _pack([0.0 if kinds.get(i) else math.nan for i in ids])
+                def at_start(ids: list[int]) -> list[float]:
+                    return [0.0 if kinds.get(i) else math.nan for i in ids]
                 db.execute("INSERT INTO records(tier, target, ts, schema, vals, cold) "
-                           "VALUES (0,?,?,?,?,?)", (t.id, start, schema, at_start(hot_ids),
-                                                    at_start(cold_ids) if cold_ids else None))
+                           "VALUES (0,?,?,?,?,?)",
+                           (t.id, start, schema, _plain(at_start(hot_ids)),
+                            _pack(at_start(cold_ids)) if cold_ids else None))
             db.execute("INSERT INTO records(tier, target, ts, schema, vals, cold) "
-                       "VALUES (0,?,?,?,?,?)", (t.id, ts, schema, _pack(hot_adj),
+                       "VALUES (0,?,?,?,?,?)", (t.id, ts, schema, _plain(hot_adj),
                                                 _pack(cold_adj) if cold_ids else None))
 
             sketch_rows, sketch_prev, rolled = self._ingest_tail(t, ts, sketches, restarted,
@@ -619,7 +630,7 @@ class Store:
             cold = list(map(add, cold, shape.off_cold))  # type: ignore[arg-type]
         db = self.db
         db.execute("INSERT INTO records(tier, target, ts, schema, vals, cold) "
-                   "VALUES (0,?,?,?,?,?)", (t.id, ts, shape.schema, _pack(hot),
+                   "VALUES (0,?,?,?,?,?)", (t.id, ts, shape.schema, _plain(hot),
                                             _pack(cold) if cold else None))
         new: list[SeriesInfo] = []
         gained, sketch_prev, rolled = self._ingest_tail(t, ts, sketches, False, new)
