@@ -204,4 +204,38 @@ def test_edges_pick_and_sum_what_one_value_at_a_time_would(vals, n_hot, by):
         edges = _Edges(subset, {(0, 10.0): rec}, by)
         assert list(edges.read((0, 10.0))) == pytest.approx(
             [rec.get(s.id) for s in subset], nan_ok=True)
-        assert edges.summed((0, 10.0)) == _reference_sums(subset, rec, by)
+        _, [sums], _ = edges.chain()
+        assert (sums if sums is None else dict(zip(edges.gkeys, sums, strict=True))) == \
+            _reference_sums(subset, rec, by)
+
+
+@given(st.lists(st.lists(st.one_of(st.floats(0, 100), st.just(math.nan)), min_size=3,
+                         max_size=3), min_size=2, max_size=8),
+       st.lists(st.booleans(), min_size=8, max_size=8),
+       st.sampled_from([(), ("dst",)]))
+def test_a_window_is_a_difference_of_sums_only_when_every_counter_grew(rows, lacks, by):
+    """``_Edges.chain`` lets a window from record i to j be the difference of two sums
+    when ``bad[i] == bad[j]``: then every series has a value (not NaN) at both ends,
+    none went down, and the sums' difference is the sum of the series' increases."""
+    ss = [SeriesInfo(i, 1, "response_total", {"dst": f"d{i % 2}"}, True, False)
+          for i in range(3)]
+    recs = {}
+    for n, vals in enumerate(rows):
+        pos = {0: 0, 1: 1} if lacks[n] else {0: 0, 1: 1, 2: 2}  # series 2 absent
+        recs[(0, 10.0 * n)] = Record(10.0 * n, pos, 3, array("d", vals), lambda: None)
+    edges = _Edges(ss, recs, by)
+    at, sums, bad = edges.chain()
+    for a in recs:
+        for b in recs:
+            i, j = at[a], at[b]
+            if i >= j or bad[i] != bad[j]:
+                continue
+            va, vb = edges.read(a), edges.read(b)
+            assert all(x is not None and x == x for x in (*va, *vb))
+            assert all(y >= x for x, y in zip(va, vb, strict=True))
+            diff = {}
+            for k, x, y in zip(edges.keys, va, vb, strict=True):
+                diff[k] = diff.get(k, 0.0) + y - x
+            assert dict(zip(edges.gkeys, [y - x for x, y in zip(sums[i], sums[j],
+                                                               strict=True)],
+                            strict=True)) == pytest.approx(diff)

@@ -107,24 +107,25 @@ class EmbeddedBackend:
         store = self.store
         lo, hi = min(w.start for w in windows), max(w.end for w in windows)
         tiers = [(w, store.tier_for(w.start), store.tier_for(w.end)) for w in windows]
+        used = {t for _, tb, te in tiers for t in (tb, te)}
         for target, ss in _by_target(series).items():
-            lines: dict[int, list[float]] = {}
+            lines = {tier: _line(store, target, tier, lo, hi, windows) for tier in used}
             plan: list[tuple[tuple[int, float] | None, tuple[int, float] | None]] = []
             for w, tb, te in tiers:
-                tl = _line(store, lines, target, te, lo, hi, windows)
+                tl = lines[te]
                 j = bisect_right(tl, w.end) - 1
                 if j < 0 or tl[j] <= w.start:
                     plan.append((None, None))
                     continue
                 end = (te, tl[j])
-                tl = _line(store, lines, target, tb, lo, hi, windows)
+                tl = lines[tb]
                 i = bisect_right(tl, w.start) - 1
                 if i < 0:  # appeared inside the window: its first scrape is the baseline
                     i = 0
                 begin = (tb, tl[i]) if i < len(tl) and tl[i] < end[1] else None
                 plan.append((begin, end))
             recs: dict[tuple[int, float], Record] = {}
-            for tier in lines:
+            for tier in used:
                 need = {p[1] for pair in plan for p in pair if p is not None and p[0] == tier}
                 for ts, rec in store.records(target, tier, need).items():
                     recs[(tier, ts)] = rec
@@ -132,13 +133,15 @@ class EmbeddedBackend:
 
     def _increase_many(self, series: list[SeriesInfo], windows: list[Window],
                        by: Sequence[str], rate: bool) -> list[Vector]:
-        """``increase`` (or ``rate``) over each window. A range query asks ~60 windows
-        whose edges are shared records, so each record's values are read once, and a
-        window whose counters all grew is the difference of two per-group sums."""
+        """``increase`` (or ``rate``) over each window. A range query asks ~120 windows
+        whose edges are shared records, so each record's values are read and summed
+        per group once, and a window over which no counter went down (the usual case:
+        the store keeps counters reset-adjusted) is the difference of two sums."""
         out: list[Vector] = [{} for _ in windows]
         for ss, plan, recs in self._plans(series, windows):
             edges = _Edges(ss, recs, by)
-            keys, read, summed = edges.keys, edges.read, edges.summed
+            keys, gkeys, read = edges.keys, edges.gkeys, edges.read
+            at, sums, bad = edges.chain()
             for vec, (begin_at, end_at) in zip(out, plan, strict=True):
                 if end_at is None or (rate and begin_at is None):
                     continue
@@ -148,13 +151,12 @@ class EmbeddedBackend:
                         if vb is not None and vb == vb:
                             vec[k] = vec.get(k, 0.0)
                     continue
-                ev, bv = read(end_at), read(begin_at)
-                se, sb = summed(end_at), summed(begin_at)
-                if se is not None and sb is not None and not any(map(lt, ev, bv)):  # type: ignore[arg-type]
-                    for k, x in se.items():
-                        vec[k] = vec.get(k, 0.0) + (x - sb[k]) * per
+                i, j = at[begin_at], at[end_at]
+                if bad[i] == bad[j]:  # every step from begin to end grew or stayed
+                    for k, x, y in zip(gkeys, sums[j], sums[i], strict=True):  # type: ignore[arg-type]
+                        vec[k] = vec.get(k, 0.0) + (x - y) * per
                     continue
-                for k, vb, va in zip(keys, ev, bv, strict=True):
+                for k, vb, va in zip(keys, read(end_at), read(begin_at), strict=True):
                     if vb is None or vb != vb:  # absent, or NaN
                         continue
                     d = vb - va if va is not None and va == va else vb
@@ -236,18 +238,13 @@ class EmbeddedBackend:
         return out
 
 
-def _line(store: Store, lines: dict[int, list[float]], target: int, tier: int, lo: float,
-          hi: float, windows: list[Window]) -> list[float]:
+def _line(store: Store, target: int, tier: int, lo: float, hi: float,
+          windows: list[Window]) -> list[float]:
     """The record times of ``target`` the windows need: the whole timeline for a
     range query, three index lookups for one window."""
-    tl = lines.get(tier)
-    if tl is None:
-        if len(windows) == 1:
-            tl = store.around(target, tier, windows[0].start, windows[0].end)
-        else:
-            tl = store.timeline(target, tier, lo, hi)
-        lines[tier] = tl
-    return tl
+    if len(windows) == 1:
+        return store.around(target, tier, windows[0].start, windows[0].end)
+    return store.timeline(target, tier, lo, hi)
 
 
 class _Edges:
@@ -255,7 +252,7 @@ class _Edges:
     values of the series are read once (one C-level pick from its array when all of
     them are in its hot part, as usual), and summed per group once."""
 
-    __slots__ = ("ids", "keys", "recs", "values", "sums", "groups", "_pos", "_pick")
+    __slots__ = ("ids", "keys", "gkeys", "recs", "values", "_groups", "_pos", "_pick")
 
     def __init__(self, ss: list[SeriesInfo], recs: dict[tuple[int, float], Record],
                  by: Sequence[str]) -> None:
@@ -263,12 +260,12 @@ class _Edges:
         self.keys = [group_key(s.labels, by) for s in ss]
         self.recs = recs
         self.values: dict[tuple[int, float], Sequence[float | None]] = {}
-        self.sums: dict[tuple[int, float], dict[Key, float] | None] = {}
         at: dict[Key, list[int]] = {}
         for i, k in enumerate(self.keys):
             at.setdefault(k, []).append(i)
-        #: each group with the picker of its series' values
-        self.groups = [(k, picker(idx)) for k, idx in at.items()]
+        #: the groups, and the picker of each one's series' values
+        self.gkeys = list(at)
+        self._groups = [picker(idx) for idx in at.values()]
         #: the picker for records of the schema whose positions are ``_pos``
         self._pos: dict[int, int] | None = None
         self._pick: Callable[[Sequence[float]], Sequence[float]] | None = None
@@ -287,18 +284,38 @@ class _Edges:
                 else list(map(rec.get, self.ids))
         return v
 
-    def summed(self, at: tuple[int, float]) -> dict[Key, float] | None:
-        """Per group; None when a value is absent or NaN."""
-        if at in self.sums:
-            return self.sums[at]
-        v = self.read(at)
-        total: dict[Key, float] | None = None
-        if None not in v:
-            total = {k: sum(pick(v)) for k, pick in self.groups}  # type: ignore[arg-type]
-            if any(x != x for x in total.values()):  # a NaN makes its group's sum NaN
-                total = None
-        self.sums[at] = total
-        return total
+    def chain(self) -> tuple[dict[tuple[int, float], int], list[list[float] | None],
+                             list[int]]:
+        """The records in time order: where each one is, its sums per group (in
+        ``gkeys`` order; None when a value is absent or NaN), and how many *bad*
+        steps lead up to it, a step from one record to the next being bad when a
+        counter went down or either end has no sums. Over a window from record i to
+        record j > i the increase is ``sums[j] - sums[i]`` when ``bad[i] == bad[j]``:
+        every counter grew or stayed (sums over such a run cannot hide a reset)."""
+        order = sorted(self.recs, key=_time_then_tier)
+        sums: list[list[float] | None] = []
+        bad: list[int] = []
+        n = 0
+        prev: Sequence[float | None] = ()
+        groups = self._groups
+        for i, at in enumerate(order):
+            v = self.read(at)
+            total = None
+            if None not in v:
+                total = [sum(pick(v)) for pick in groups]  # type: ignore[arg-type]
+                t = sum(total)
+                if t != t:  # a NaN makes its group's sum NaN
+                    total = None
+            if i and (total is None or sums[-1] is None or any(map(lt, v, prev))):  # type: ignore[arg-type]
+                n += 1
+            sums.append(total)
+            bad.append(n)
+            prev = v
+        return {at: i for i, at in enumerate(order)}, sums, bad
+
+
+def _time_then_tier(at: tuple[int, float]) -> tuple[float, int]:
+    return at[1], at[0]
 
 
 def _by_target(series: list[SeriesInfo]) -> dict[int, list[SeriesInfo]]:
