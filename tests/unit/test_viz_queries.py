@@ -239,3 +239,38 @@ def test_a_window_is_a_difference_of_sums_only_when_every_counter_grew(rows, lac
             assert dict(zip(edges.gkeys, [y - x for x, y in zip(sums[i], sums[j],
                                                                strict=True)],
                             strict=True)) == pytest.approx(diff)
+
+
+@given(st.lists(st.lists(st.one_of(st.integers(-1, 5).map(float), st.just(math.nan)),
+                         min_size=3, max_size=3), min_size=2, max_size=6),
+       st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), min_size=1, max_size=6),
+       st.booleans(), st.sampled_from([(), ("dst",)]))
+def test_columns_give_each_window_the_per_series_increase(steps, pairs, rate, by):
+    """``_Edges.columns``, the all-windows-at-once path of range queries, gives what
+    summing each series' increase window by window gives, and declines (None) when a
+    series went down or is NaN between two records."""
+    ss = [SeriesInfo(i, 1, "response_total", {"dst": f"d{i % 2}"}, True, False)
+          for i in range(3)]
+    pos = {0: 0, 1: 1, 2: 2}
+    vals = [[0.0, 0.0, 0.0]]
+    for step in steps:  # running totals of the steps (-1 is a counter going down)
+        vals.append([v + x if x == x else math.nan for v, x in zip(vals[-1], step,
+                                                                       strict=True)])
+    recs = {(0, 10.0 * n): Record(10.0 * n, pos, 3, array("d", v), lambda: None)
+            for n, v in enumerate(vals)}
+    plan = [((0, 10.0 * min(a, b)), (0, 10.0 * max(a, b))) for a, b in pairs
+            if min(a, b) != max(a, b) and max(a, b) < len(vals)]
+    got = _Edges(ss, recs, by).columns([*plan, (None, None)], rate)  # + a window without data
+    grew = all(y >= x for a, b in zip(vals, vals[1:]) for x, y in zip(a, b, strict=True))
+    if not plan or not grew:
+        assert got is None
+        return
+    assert got is not None
+    counted, cols = got
+    assert counted == list(range(len(plan)))
+    for w, (begin, end) in enumerate(plan):
+        want: dict = {}
+        for s, x, y in zip(ss, vals[int(begin[1] / 10)], vals[int(end[1] / 10)], strict=True):
+            k = group_key(s.labels, by)
+            want[k] = want.get(k, 0.0) + (y - x) / ((end[1] - begin[1]) if rate else 1.0)
+        assert {k: col[w] for k, col in cols.items()} == pytest.approx(want)

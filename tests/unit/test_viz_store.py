@@ -5,7 +5,7 @@ import random
 import struct
 from array import array
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shoal.proxy.latency import LatencySketch
@@ -457,3 +457,28 @@ def test_records_with_deflated_values_from_earlier_versions_still_read(tmp_path)
     assert b.increase("request_total", window="30s") == {(): 40.0}  # 10 (deflated) -> 50
     assert b.increase_range("request_total", None, [T0 + 10, T0 + 30], "10s") == [
         {(): 10.0}, {(): 15.0}]
+
+
+@given(st.lists(st.integers(0, 30), min_size=3, max_size=12), st.integers(1, 8),
+       st.integers(10, 60), st.booleans())
+@example([5, 9, 2, 4, 8, 8, 9], 2, 60, False)  # api's first window holds two of its records
+@settings(max_examples=40, deadline=None)
+def test_range_edges_by_probes_or_by_timelines_are_the_same(counts, late, step, rate):
+    """A range query finds its windows' edge records by reading the record times
+    (few records per edge) or by one index probe per edge (many): the same answer,
+    with resets, a proxy that appears late, and windows without a record."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        s = Store(d)
+        other = workload("ns", "api")
+        for i, v in enumerate(counts):
+            s.ingest(POD, T0 + 15 * i, counter(v, start=1.0))  # a drop is a reset
+            if i >= late:
+                s.ingest(other, T0 + 15 * i + 5, counter(3 * i, start=1.0))
+        times = [T0 + t for t in range(step, 15 * len(counts) + step, step)]
+        want = backend(s, T0).increase_range("request_total", None, times, step,
+                                             ("deployment",), rate)
+        probing = EmbeddedBackend(s, 0.001, clock=lambda: T0)  # "scraped" very densely
+        got = probing.increase_range("request_total", None, times, step, ("deployment",), rate)
+        assert got == want
+        s.close()

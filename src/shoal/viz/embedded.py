@@ -26,11 +26,13 @@ import math
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Hashable, Sequence
-from operator import lt
+from itertools import repeat
+from operator import attrgetter, itemgetter, le, lt, mul, sub, truediv
 
 from ..proxy.latency import LatencySketch
 from .queries import Key, MatcherSpec, Vector, bucket_quantile
 from .series import Matcher, group_key, matchers
+from .sketchrows import TIER_HISTORY, TIER_RAW
 from .store import SKETCH_METRIC, Record, SeriesInfo, Store, picker
 from .window import Window, window
 
@@ -99,33 +101,52 @@ class EmbeddedBackend:
 
     def _plans(self, series: list[SeriesInfo], windows: list[Window]):
         """Per proxy: its series, the (begin, end) records of each window as
-        (tier, time), and those records; one timeline query per tier, one fetch.
+        (tier, time), and those records.
 
-        Each edge reads the finest tier still holding it: raw while kept, else the
-        history (a 7 h window starts in the history and ends in raw data).
+        A window (start, end] ends at the last record at or before its end and
+        begins at the last one at or before its start (or, for a proxy that
+        appeared inside it, at its first record). One window finds them with three
+        index lookups; a range query reads the record times it spans, or, when they
+        would be many more than its edges (hours scraped every 10 s), makes one
+        index probe per edge. Each edge reads the finest tier still holding it: raw
+        while kept, else the history (a 7 h window starts in the history and ends in
+        raw data).
         """
         store = self.store
-        lo, hi = min(w.start for w in windows), max(w.end for w in windows)
         tiers = [(w, store.tier_for(w.start), store.tier_for(w.end)) for w in windows]
-        used = {t for _, tb, te in tiers for t in (tb, te)}
+        asks: dict[int, set[float]] = {}
+        for w, tb, te in tiers:
+            asks.setdefault(tb, set()).add(w.start)
+            asks.setdefault(te, set()).add(w.end)
+        lo, hi = min(w.start for w in windows), max(w.end for w in windows)
+        one = windows[0] if len(windows) == 1 else None
+        # a time read costs ~1/6 of a probe: probe when the times would be 4x the edges
+        every = {TIER_RAW: self.scrape_interval, TIER_HISTORY: store.config.history_step}
+        probe = {tier for tier, ts in asks.items()
+                 if one is None and (hi - lo) / every.get(tier, 60.0) > 4 * len(ts)}
         for target, ss in _by_target(series).items():
-            lines = {tier: _line(store, target, tier, lo, hi, windows) for tier in used}
+            lines: dict[int, list[float]] = {}
+            last: dict[int, dict[float, float | None]] = {}
+            for tier, ts in asks.items():
+                if tier in probe:
+                    last[tier] = store.last_at(target, tier, ts)
+                    continue
+                line = lines[tier] = store.around(target, tier, one.start, one.end) \
+                    if one is not None else store.timeline(target, tier, lo, hi)
+                last[tier] = {t: _last(line, t) for t in ts}
             plan: list[tuple[tuple[int, float] | None, tuple[int, float] | None]] = []
             for w, tb, te in tiers:
-                tl = lines[te]
-                j = bisect_right(tl, w.end) - 1
-                if j < 0 or tl[j] <= w.start:
+                e = last[te][w.end]
+                if e is None or e <= w.start:
                     plan.append((None, None))
                     continue
-                end = (te, tl[j])
-                tl = lines[tb]
-                i = bisect_right(tl, w.start) - 1
-                if i < 0:  # appeared inside the window: its first scrape is the baseline
-                    i = 0
-                begin = (tb, tl[i]) if i < len(tl) and tl[i] < end[1] else None
-                plan.append((begin, end))
+                b = last[tb][w.start]
+                if b is None:  # appeared inside the window: its first scrape is the baseline
+                    b = store.first_after(target, tb, w.start) if tb in probe else \
+                        _first_after(lines[tb], w.start)
+                plan.append(((tb, b) if b is not None and b < e else None, (te, e)))
             recs: dict[tuple[int, float], Record] = {}
-            for tier in used:
+            for tier in asks:
                 need = {p[1] for pair in plan for p in pair if p is not None and p[0] == tier}
                 for ts, rec in store.records(target, tier, need).items():
                     recs[(tier, ts)] = rec
@@ -140,6 +161,14 @@ class EmbeddedBackend:
         out: list[Vector] = [{} for _ in windows]
         for ss, plan, recs in self._plans(series, windows):
             edges = _Edges(ss, recs, by)
+            cols = edges.columns(plan, rate)
+            if cols is not None:
+                counted, columns = cols
+                for k, col in columns.items():
+                    for w, x in zip(counted, col, strict=True):
+                        vec = out[w]
+                        vec[k] = vec.get(k, 0.0) + x
+                continue
             keys, gkeys, read = edges.keys, edges.gkeys, edges.read
             at, sums, bad = edges.chain()
             for vec, (begin_at, end_at) in zip(out, plan, strict=True):
@@ -238,13 +267,15 @@ class EmbeddedBackend:
         return out
 
 
-def _line(store: Store, target: int, tier: int, lo: float, hi: float,
-          windows: list[Window]) -> list[float]:
-    """The record times of ``target`` the windows need: the whole timeline for a
-    range query, three index lookups for one window."""
-    if len(windows) == 1:
-        return store.around(target, tier, windows[0].start, windows[0].end)
-    return store.timeline(target, tier, lo, hi)
+def _last(line: list[float], t: float) -> float | None:
+    """The last time in the sorted ``line`` at or before ``t``."""
+    i = bisect_right(line, t)
+    return line[i - 1] if i else None
+
+
+def _first_after(line: list[float], t: float) -> float | None:
+    i = bisect_right(line, t)
+    return line[i] if i < len(line) else None
 
 
 class _Edges:
@@ -274,15 +305,58 @@ class _Edges:
         v = self.values.get(at)
         if v is None:
             rec = self.recs[at]
-            if rec.pos is not self._pos:
-                idx = list(map(rec.pos.get, self.ids))
-                self._pos = rec.pos
-                self._pick = None if None in idx or max(idx, default=0) >= rec.n_hot \
-                    else picker(idx)  # type: ignore[arg-type]
-            pick = self._pick
+            pick = self._picker(rec)
             v = self.values[at] = pick(rec.hot) if pick is not None \
                 else list(map(rec.get, self.ids))
         return v
+
+    def columns(self, plan: Sequence[tuple[tuple[int, float] | None, tuple[int, float] | None]],
+                rate: bool) -> tuple[list[int], dict[Key, list[float]]] | None:
+        """The windows of ``plan`` this proxy counts in, and its increase (or rate) over
+        each of them per group, in C-level passes over its records: when their
+        records share one schema holding every series in its hot part and no series
+        went down (nor is NaN) from one record to the next, as usual. None otherwise,
+        or when a window counts from the proxy's appearance: ``chain`` then sorts it
+        out window by window."""
+        counted = [w for w, (b, e) in enumerate(plan) if e is not None and b is not None]
+        if not counted or (not rate and len(counted) != sum(e is not None for _, e in plan)):
+            return None
+        recs = self.recs
+        order = sorted(recs, key=_time_then_tier)
+        rs = list(map(recs.__getitem__, order))
+        pos = rs[0].pos
+        if list(map(_POS, rs)).count(pos) != len(rs):
+            return None
+        pick = self._picker(rs[0])
+        if pick is None:
+            return None
+        values = list(map(pick, map(_HOT, rs)))
+        for series in zip(*values, strict=True):
+            if not all(map(le, series, series[1:])):
+                return None
+        at = dict(zip(order, range(len(order)), strict=True))
+        begins = [plan[w][0] for w in counted]
+        ends = [plan[w][1] for w in counted]
+        ib = list(map(at.__getitem__, begins))
+        ie = list(map(at.__getitem__, ends))
+        per = list(map(truediv, repeat(1.0), map(sub, map(_TIME, ends), map(_TIME, begins)))) \
+            if rate else None
+        out: dict[Key, list[float]] = {}
+        for k, group in zip(self.gkeys, self._groups, strict=True):
+            sums = list(map(sum, map(group, values)))
+            d = list(map(sub, map(sums.__getitem__, ie), map(sums.__getitem__, ib)))
+            out[k] = d if per is None else list(map(mul, d, per))
+        return counted, out
+
+    def _picker(self, rec: Record) -> Callable[[Sequence[float]], Sequence[float]] | None:
+        """The pick of the series' values from records laid out as ``rec``: None when
+        one is absent or in the buckets' part."""
+        if rec.pos is not self._pos:
+            idx = list(map(rec.pos.get, self.ids))
+            self._pos = rec.pos
+            self._pick = None if None in idx or max(idx, default=0) >= rec.n_hot \
+                else picker(idx)  # type: ignore[arg-type]
+        return self._pick
 
     def chain(self) -> tuple[dict[tuple[int, float], int], list[list[float] | None],
                              list[int]]:
@@ -316,6 +390,10 @@ class _Edges:
 
 def _time_then_tier(at: tuple[int, float]) -> tuple[float, int]:
     return at[1], at[0]
+
+
+_TIME = itemgetter(1)
+_POS, _HOT = attrgetter("pos"), attrgetter("hot")
 
 
 def _by_target(series: list[SeriesInfo]) -> dict[int, list[SeriesInfo]]:

@@ -902,6 +902,27 @@ class Store:
             (tier, target, a if first is None else first, b))]
 
     @_locked
+    def last_at(self, target: int, tier: int, times: Iterable[float]
+                ) -> dict[float, float | None]:
+        """For each of ``times``, the time of ``target``'s last record at or before it
+        (None if there is none): one index probe each, 500 to a statement."""
+        out: dict[float, float | None] = {}
+        ts = list(times)
+        for i in range(0, len(ts), 500):
+            chunk = ts[i:i + 500]
+            out.update(self.db.execute(
+                f"WITH p(t) AS (VALUES {','.join(['(?)'] * len(chunk))}) "
+                "SELECT t, (SELECT ts FROM records WHERE tier=? AND target=? AND ts<=p.t "
+                "ORDER BY ts DESC LIMIT 1) FROM p", (*chunk, tier, target)))
+        return out
+
+    @_locked
+    def first_after(self, target: int, tier: int, t: float) -> float | None:
+        """The time of ``target``'s first record after ``t``."""
+        return self.db.execute("SELECT min(ts) FROM records WHERE tier=? AND target=? "
+                               "AND ts>?", (tier, target, t)).fetchone()[0]
+
+    @_locked
     def around(self, target: int, tier: int, a: float, b: float) -> list[float]:
         """The record times a window (a, b] needs: the last <= a, the first > a and the
         last <= b (three index lookups; sorted, without duplicates). Remembered until
