@@ -47,6 +47,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from operator import add, itemgetter, lt
 
 from ..proxy.latency import LatencySketch
@@ -944,22 +945,35 @@ class Store:
 
     @_locked
     def records(self, target: int, tier: int, times: Iterable[float]) -> dict[float, Record]:
-        """The records of ``target`` stamped at exactly ``times`` (one query per 500)."""
+        """The records of ``target`` stamped at exactly ``times`` (one query per 500).
+        They stay cached, the least recently read leaving first."""
+        cache = self._records
         out: dict[float, Record] = {}
         missing = []
         for ts in times:
-            rec = self._records.get((tier, target, ts))
+            key = (tier, target, ts)
+            rec = cache.get(key)
             if rec is None:
                 missing.append(ts)
             else:
+                cache.move_to_end(key)
                 out[ts] = rec
+        if not missing:
+            return out
         inflate = deflate.Inflater()
+        schema, cold = self._schema, self._cold_blob
+        added = 0
         for i in range(0, len(missing), 500):
             chunk = missing[i:i + 500]
-            for row in self.db.execute(
+            for ts, sid, blob in self.db.execute(
                     "SELECT ts, schema, vals FROM records WHERE tier=? AND target=? AND "
                     f"ts IN ({','.join('?' * len(chunk))})", (tier, target, *chunk)):
-                out[row[0]] = self._decode(tier, target, row, inflate)
+                _, pos, n_hot = schema(sid)
+                rec = out[ts] = cache[(tier, target, ts)] = Record(
+                    ts, pos, n_hot, _unpack(blob, inflate), partial(cold, tier, target, ts))
+                added += rec.size()
+        self._records_bytes += added
+        self._trim_records()
         return out
 
     def _decode(self, tier: int, target: int, row: tuple[float, int, bytes],
@@ -973,11 +987,14 @@ class Store:
                          lambda: self._cold_blob(tier, target, ts))
             self._records[key] = rec
             self._records_bytes += rec.size()
-            while self._records_bytes > self.config.cache_bytes and len(self._records) > 1:
-                self._records_bytes -= self._records.popitem(last=False)[1].size()
+            self._trim_records()
         else:
             self._records.move_to_end(key)
         return rec
+
+    def _trim_records(self) -> None:
+        while self._records_bytes > self.config.cache_bytes and len(self._records) > 1:
+            self._records_bytes -= self._records.popitem(last=False)[1].size()
 
     @_locked
     def _cold_blob(self, tier: int, target: int, ts: float) -> bytes | None:
