@@ -262,17 +262,16 @@ class FastProxy:
 
 
 def fill(directory: str, workloads: int, hours: float) -> float:
-    """``hours`` of a ``workloads`` mesh: every 60 s, then the last 30 min every 10 s."""
+    """``hours`` of a ``workloads`` mesh scraped every 10 s (the default interval)."""
     store = Store(directory)
     rnd = random.Random(1)
     proxies = [FastProxy(p, rnd) for p in demo_mesh(workloads)]
     now = T0
-    rounds = [(60.0, 20)] * int(max(0.0, hours - 0.5) * 60) + [(10.0, 4)] * 180
-    for interval, obs in rounds:
+    for _ in range(int(hours * 360)):
         for p in proxies:
-            samples, sketches = p.scrape(interval, obs)
+            samples, sketches = p.scrape(10.0, 4)
             store.ingest(p.me, now, samples, sketches)
-        now += interval
+        now += 10.0
     store.close()
     return now - 10.0
 
@@ -396,8 +395,8 @@ def render(ingest: dict[str, dict[str, float]], size: dict[str, float] | None,
                      f"{mib(size['steady'])} | reported | INFO |")
     if queries is not None:
         lines += ["", f"Queries, 50 workloads (3 callers and 3 callees each), "
-                  f"{meta['hours']:g} h of data (scraped every 60 s, every 10 s in the last "
-                  f"30 min), {queries['series']:,} series, "
+                  f"{meta['hours']:g} h of data (scraped every 10 s), "
+                  f"{queries['series']:,} series, "
                   f"{mib(float(queries['disk']))} on disk "  # type: ignore[arg-type]
                   "(CPU ms):", "",
                   "| query | cold | warm | a minute later |", "| --- | --- | --- | --- |"]
