@@ -2,6 +2,7 @@
 
 import math
 from array import array
+from itertools import pairwise
 
 import pytest
 from hypothesis import given
@@ -261,7 +262,7 @@ def test_columns_give_each_window_the_per_series_increase(steps, pairs, rate, by
     plan = [((0, 10.0 * min(a, b)), (0, 10.0 * max(a, b))) for a, b in pairs
             if min(a, b) != max(a, b) and max(a, b) < len(vals)]
     got = _Edges(ss, recs, by).columns([*plan, (None, None)], rate)  # + a window without data
-    grew = all(y >= x for a, b in zip(vals, vals[1:]) for x, y in zip(a, b, strict=True))
+    grew = all(y >= x for a, b in pairwise(vals) for x, y in zip(a, b, strict=True))
     if not plan or not grew:
         assert got is None
         return

@@ -123,7 +123,7 @@ class EmbeddedBackend:
         # a time read costs ~1/6 of a probe: probe when the times would be 4x the edges
         every = {TIER_RAW: self.scrape_interval, TIER_HISTORY: store.config.history_step}
         probe = {tier for tier, ts in asks.items()
-                 if one is None and (hi - lo) / every.get(tier, 60.0) > 4 * len(ts)}
+                 if one is None and (hi - lo) / every[tier] > 4 * len(ts)}
         for target, ss in _by_target(series).items():
             lines: dict[int, list[float]] = {}
             last: dict[int, dict[float, float | None]] = {}
@@ -281,7 +281,8 @@ def _first_after(line: list[float], t: float) -> float | None:
 class _Edges:
     """One proxy's records at window edges, for ``_increase_many``: each record's
     values of the series are read once (one C-level pick from its array when all of
-    them are in its hot part, as usual), and summed per group once."""
+    them are in its hot part, as usual), and summed per group once, for all windows
+    at once (``columns``) or window by window (``chain``)."""
 
     __slots__ = ("ids", "keys", "gkeys", "recs", "values", "_groups", "_pos", "_pick")
 

@@ -4,13 +4,13 @@ Theory of operation. One scrape of one proxy becomes one *record*: the values of
 all its numeric series, in the order of a *schema* (the list of series ids, stored
 once and reused while the proxy's series set does not change), packed as float64,
 the histogram buckets in a second, deflated blob that only bucket quantiles
-decompress (earlier versions deflated both: such records still read). Counters are stored *reset-adjusted*: when a raw
-counter goes down (or the proxy's ``process_start_time_seconds`` changes) the
-value before the reset is added to an offset, so the stored value never
-decreases and ``increase`` over any window is ``value(last record <= end) -
-value(last record <= start)``: two records per proxy, whatever the window. This
-counts exactly what Prometheus' reset handling counts between the two samples;
-see ``embedded`` for the window convention.
+decompress (earlier versions deflated both: such records still read). Counters
+are stored *reset-adjusted*: when a raw counter goes down (or the proxy's
+``process_start_time_seconds`` changes) the value before the reset is added to
+an offset, so the stored value never decreases and ``increase`` over any window
+is ``value(last record <= end) - value(last record <= start)``: two records per
+proxy, whatever the window. This counts exactly what Prometheus' reset handling
+counts between the two samples; see ``embedded`` for the window convention.
 
 Latency sketches are cumulative on the proxy; the store keeps, per series and per
 scrape, the *delta* since the previous scrape (only series that saw requests get
