@@ -961,31 +961,31 @@ class Store:
         if not missing:
             return out
         inflate = deflate.Inflater()
-        schema, cold = self._schema, self._cold_blob
         added = 0
         for i in range(0, len(missing), 500):
             chunk = missing[i:i + 500]
             for ts, sid, blob in self.db.execute(
                     "SELECT ts, schema, vals FROM records WHERE tier=? AND target=? AND "
                     f"ts IN ({','.join('?' * len(chunk))})", (tier, target, *chunk)):
-                _, pos, n_hot = schema(sid)
-                rec = out[ts] = cache[(tier, target, ts)] = Record(
-                    ts, pos, n_hot, _unpack(blob, inflate), partial(cold, tier, target, ts))
+                rec = out[ts] = cache[(tier, target, ts)] = self._record(tier, target, ts,
+                                                                        sid, blob, inflate)
                 added += rec.size()
         self._records_bytes += added
         self._trim_records()
         return out
 
-    def _decode(self, tier: int, target: int, row: tuple[float, int, bytes],
+    def _record(self, tier: int, target: int, ts: float, schema_id: int, blob: bytes,
                 inflate: Callable[[bytes], bytes] = deflate.unpack) -> Record:
+        """A record from its row (its bucket blob is fetched if ever asked for)."""
+        _, pos, n_hot = self._schema(schema_id)
+        return Record(ts, pos, n_hot, _unpack(blob, inflate),
+                      partial(self._cold_blob, tier, target, ts))
+
+    def _decode(self, tier: int, target: int, row: tuple[float, int, bytes]) -> Record:
         key = (tier, target, row[0])
         rec = self._records.get(key)
         if rec is None:
-            _, pos, n_hot = self._schema(row[1])
-            ts = row[0]  # the loader keeps the time, not the row and its blob
-            rec = Record(ts, pos, n_hot, _unpack(row[2], inflate),
-                         lambda: self._cold_blob(tier, target, ts))
-            self._records[key] = rec
+            rec = self._records[key] = self._record(tier, target, *row)
             self._records_bytes += rec.size()
             self._trim_records()
         else:
