@@ -199,7 +199,7 @@ def test_edges_pick_and_sum_what_one_value_at_a_time_would(vals, n_hot, by):
     ss = [SeriesInfo(i, 1, "response_total", {"dst": f"d{i % 2}", "code": str(200 + i // 2)},
                      True, False) for i in range(5)]
     pos = {0: 0, 1: 1, 2: 2, 3: 3}  # series 4 is in no record
-    rec = Record(10.0, pos, n_hot, array("d", vals[:n_hot]), lambda: None)
+    rec = Record(10.0, pos, n_hot, array("d", vals[:n_hot]), lambda ts: None)
     rec._cold = array("d", vals[n_hot:])  # the buckets' part, as if loaded
     for subset in (ss[:4], ss[:2], ss[2:4], ss):
         edges = _Edges(subset, {(0, 10.0): rec}, by)
@@ -223,7 +223,7 @@ def test_a_window_is_a_difference_of_sums_only_when_every_counter_grew(rows, lac
     recs = {}
     for n, vals in enumerate(rows):
         pos = {0: 0, 1: 1} if lacks[n] else {0: 0, 1: 1, 2: 2}  # series 2 absent
-        recs[(0, 10.0 * n)] = Record(10.0 * n, pos, 3, array("d", vals), lambda: None)
+        recs[(0, 10.0 * n)] = Record(10.0 * n, pos, 3, array("d", vals), lambda ts: None)
     edges = _Edges(ss, recs, by)
     at, sums, bad = edges.chain()
     for a in recs:
@@ -257,7 +257,7 @@ def test_columns_give_each_window_the_per_series_increase(steps, pairs, rate, by
     for step in steps:  # running totals of the steps (-1 is a counter going down)
         vals.append([v + x if x == x else math.nan for v, x in zip(vals[-1], step,
                                                                        strict=True)])
-    recs = {(0, 10.0 * n): Record(10.0 * n, pos, 3, array("d", v), lambda: None)
+    recs = {(0, 10.0 * n): Record(10.0 * n, pos, 3, array("d", v), lambda ts: None)
             for n, v in enumerate(vals)}
     plan = [((0, 10.0 * min(a, b)), (0, 10.0 * max(a, b))) for a, b in pairs
             if min(a, b) != max(a, b) and max(a, b) < len(vals)]

@@ -482,3 +482,95 @@ def test_range_edges_by_probes_or_by_timelines_are_the_same(counts, late, step, 
         got = probing.increase_range("request_total", None, times, step, ("deployment",), rate)
         assert got == want
         s.close()
+
+
+def two_counters(a, b, start, extra):
+    """A proxy's scrape: two inbound counters (the second only when ``extra``: a
+    series that comes and goes changes the record's schema) and its start time."""
+    text = (f"# TYPE request counter\nrequest_total{{direction=\"inbound\",code=\"200\"}} {a}\n"
+            + (f"request_total{{direction=\"inbound\",code=\"500\"}} {b}\n" if extra else "")
+            + f"# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {start}\n")
+    return parse(text)
+
+
+_EVENT = st.tuples(st.integers(5, 1500), st.integers(0, 40),
+                   st.sampled_from(["scrape"] * 6 + ["restart", "late", "reopen", "toggle"]))
+
+
+@given(st.lists(_EVENT, min_size=4, max_size=40), st.sampled_from([30, 60, 180, 600]),
+       st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_range_queries_from_columns_equal_those_from_records(events, step, rate):
+    """Range queries read closed steps from the store's columns (hours as one chunk)
+    and the rest from its records; the answers are those of the records alone,
+    whatever happens: gaps longer than a step or an hour, restarts, a series that
+    comes and goes, a scrape stamped inside a step already closed for its idle
+    proxy, reopening the store, raw data expiring."""
+    import tempfile
+    cfg = StoreConfig(raw_retention=2 * 3600, history_retention=4 * 3600, history_step=60,
+                      compact_every=60)
+    with tempfile.TemporaryDirectory() as d:
+        s = Store(d, cfg)
+        web, api = POD, workload("ns", "api")
+        now, total, start, before, extra = T0, [0, 0], 1.0, T0, False
+        for gap, add, what in events:
+            now += gap
+            if what == "restart":
+                total, start = [0, 0], start + 1
+            elif what == "reopen":
+                s.close()
+                s = Store(d, cfg)
+            elif what == "toggle":
+                extra = not extra
+            total = [total[0] + add, total[1] + add // 2]
+            s.ingest(web, now, two_counters(*total, start, extra))
+            if what == "late" and gap > 300:
+                # api idle for minutes while web went on: its step was closed for it
+                s.ingest(api, before + 1, two_counters(add, 0, 1.0, False))
+            before = now
+            s.ingest(api, now - 3, two_counters(2 * total[0], 0, 1.0, extra))
+        end = math.ceil(now / step) * step
+        times = [end - i * step for i in range(min(120, int(3 * 3600 / step)), -1, -1)]
+        for by in ((), ("deployment",), ("code",)):
+            want = EmbeddedBackend(s, 10.0, clock=lambda: now, columns=False).increase_range(
+                "request_total", None, times, step, by, rate)
+            got = EmbeddedBackend(s, 10.0, clock=lambda: now).increase_range(
+                "request_total", None, times, step, by, rate)
+            assert got == want
+        s.close()
+
+
+def test_closed_hours_are_one_chunk_older_stores_get_columns_and_retention_drops_them(
+        tmp_path):
+    cfg = StoreConfig(raw_retention=3 * 3600, history_retention=6 * 3600, history_step=600,
+                      compact_every=60)
+    s = Store(tmp_path, cfg)
+    mesh = Mesh(s, [SyntheticProxy(POD, [workload("ns", "emoji")])], start=T0, interval=30)
+    mesh.run(scrapes=4 * 120 + 50, requests_per_series=2)  # four hours and 25 minutes
+
+    def chunks():
+        return [k for (k,) in s.db.execute("SELECT step FROM columns WHERE series=0 "
+                                           "ORDER BY step")]
+    ks = chunks()
+    last_hour = math.floor(mesh.now / 3600) * 3600
+    # whole hours closed are one chunk each, the steps of the open hour one each
+    assert all(k % 3600 == 0 for k in ks if k <= last_hour)
+    assert [k for k in ks if k > last_hour] == [
+        k for k in range(int(last_hour) + 600, int(mesh.now), 600) if k < mesh.now - 30]
+    # retention: no chunk wholly older than the raw data
+    assert min(ks) > mesh.now - 3 * 3600 - 30 and len(ks) <= 3 + 6
+    b = EmbeddedBackend(s, 10.0, clock=lambda: mesh.now)
+    times = [mesh.now - 60 * i for i in range(150, -1, -1)]
+    want = b.increase_range("response_total", {"direction": "inbound"}, times, 60,
+                            ("deployment",), rate=True)
+    assert sum(sum(v.values()) for v in want) > 0
+    # a store written before columns existed gets them when opened
+    s.db.execute("DELETE FROM columns")
+    s.db.execute("DELETE FROM meta WHERE key='columns'")
+    s.close()
+    s = Store(tmp_path, cfg)
+    assert chunks() == ks
+    b = EmbeddedBackend(s, 10.0, clock=lambda: mesh.now)
+    assert b.increase_range("response_total", {"direction": "inbound"}, times, 60,
+                            ("deployment",), rate=True) == want
+    s.close()

@@ -44,10 +44,13 @@ class EmbeddedBackend:
     has_sketches = True
 
     def __init__(self, store: Store, scrape_interval: float = 10.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, columns: bool = True) -> None:
         self.store = store
         self.scrape_interval = scrape_interval
         self.clock = clock
+        #: range queries of counters read raw data from the store's columns (off: from
+        #: its records, as every other query does)
+        self.columns = columns
 
     def window(self, spec: str | float, at: float | None = None) -> Window:
         return window(spec, self.clock() if at is None else at, self.scrape_interval)
@@ -112,87 +115,126 @@ class EmbeddedBackend:
         while kept, else the history (a 7 h window starts in the history and ends in
         raw data).
         """
-        store = self.store
-        tiers = [(w, store.tier_for(w.start), store.tier_for(w.end)) for w in windows]
-        asks: dict[int, set[float]] = {}
-        for w, tb, te in tiers:
-            asks.setdefault(tb, set()).add(w.start)
-            asks.setdefault(te, set()).add(w.end)
-        lo, hi = min(w.start for w in windows), max(w.end for w in windows)
-        one = windows[0] if len(windows) == 1 else None
-        # a time read costs ~1/6 of a probe: probe when the times would be 4x the edges
-        every = {TIER_RAW: self.scrape_interval, TIER_HISTORY: store.config.history_step}
-        probe = {tier for tier, ts in asks.items()
-                 if one is None and (hi - lo) / every[tier] > 4 * len(ts)}
+        plan = _Planner(self, windows)
         for target, ss in _by_target(series).items():
-            lines: dict[int, list[float]] = {}
-            last: dict[int, dict[float, float | None]] = {}
-            for tier, ts in asks.items():
-                if tier in probe:
-                    last[tier] = store.last_at(target, tier, ts)
-                    continue
-                line = lines[tier] = store.around(target, tier, one.start, one.end) \
-                    if one is not None else store.timeline(target, tier, lo, hi)
-                last[tier] = {t: _last(line, t) for t in ts}
-            plan: list[tuple[tuple[int, float] | None, tuple[int, float] | None]] = []
-            for w, tb, te in tiers:
-                e = last[te][w.end]
-                if e is None or e <= w.start:
-                    plan.append((None, None))
-                    continue
-                b = last[tb][w.start]
-                if b is None:  # appeared inside the window: its first scrape is the baseline
-                    b = store.first_after(target, tb, w.start) if tb in probe else \
-                        _first_after(lines[tb], w.start)
-                plan.append(((tb, b) if b is not None and b < e else None, (te, e)))
-            recs: dict[tuple[int, float], Record] = {}
-            for tier in asks:
-                need = {p[1] for pair in plan for p in pair if p is not None and p[0] == tier}
-                for ts, rec in store.records(target, tier, need).items():
-                    recs[(tier, ts)] = rec
-            yield ss, plan, recs
+            yield plan(target, ss)
 
     def _increase_many(self, series: list[SeriesInfo], windows: list[Window],
                        by: Sequence[str], rate: bool) -> list[Vector]:
         """``increase`` (or ``rate``) over each window. A range query asks ~120 windows
         whose edges are shared records, so each record's values are read and summed
         per group once, and a window over which no counter went down (the usual case:
-        the store keeps counters reset-adjusted) is the difference of two sums."""
+        the store keeps counters reset-adjusted) is the difference of two sums. The
+        windows inside the raw data read the store's columns (``_span_columns``)."""
         out: list[Vector] = [{} for _ in windows]
-        for ss, plan, recs in self._plans(series, windows):
-            edges = _Edges(ss, recs, by)
-            cols = edges.columns(plan, rate)
-            if cols is not None:
-                counted, columns = cols
-                for k, col in columns.items():
-                    for w, x in zip(counted, col, strict=True):
-                        vec = out[w]
-                        vec[k] = vec.get(k, 0.0) + x
+        planner = _Planner(self, windows)
+        raw = [i for i, (_, tb, te) in enumerate(planner.tiers) if tb == te == TIER_RAW] \
+            if self.columns and len(windows) > 1 else []
+        spanned = [windows[i] for i in raw]
+        spans = set(raw)
+        rest = [i for i in range(len(windows)) if i not in spans]
+        rest_planner = _Planner(self, [windows[i] for i in rest]) if rest else None
+        rest_out = [out[i] for i in rest]
+        for target, ss in _by_target(series).items():
+            cols = self._span_columns(target, ss, spanned, by, rate) if len(raw) > 1 else None
+            if cols is None:
+                self._by_records(planner(target, ss), by, rate, out)
                 continue
-            keys, gkeys, read = edges.keys, edges.gkeys, edges.read
-            at, sums, bad = edges.chain()
-            for vec, (begin_at, end_at) in zip(out, plan, strict=True):
-                if end_at is None or (rate and begin_at is None):
-                    continue
-                per = 1.0 / (end_at[1] - begin_at[1]) if rate and begin_at is not None else 1.0
-                if begin_at is None:
-                    for k, vb in zip(keys, read(end_at), strict=True):
-                        if vb is not None and vb == vb:
-                            vec[k] = vec.get(k, 0.0)
-                    continue
-                i, j = at[begin_at], at[end_at]
-                if bad[i] == bad[j]:  # every step from begin to end grew or stayed
-                    for k, x, y in zip(gkeys, sums[j], sums[i], strict=True):  # type: ignore[arg-type]
-                        vec[k] = vec.get(k, 0.0) + (x - y) * per
-                    continue
-                for k, vb, va in zip(keys, read(end_at), read(begin_at), strict=True):
-                    if vb is None or vb != vb:  # absent, or NaN
-                        continue
-                    d = vb - va if va is not None and va == va else vb
-                    if d < 0:  # reset state lost (an idle proxy outlived raw data)
-                        d = vb
-                    vec[k] = vec.get(k, 0.0) + d * per
+            counted, columns = cols
+            for k, col in columns.items():
+                for w, x in zip(counted, col, strict=True):
+                    vec = out[raw[w]]
+                    vec[k] = vec.get(k, 0.0) + x
+            if rest_planner is not None:
+                self._by_records(rest_planner(target, ss), by, rate, rest_out)
         return out
+
+    @staticmethod
+    def _by_records(planned, by: Sequence[str], rate: bool, out: list[Vector]) -> None:
+        """Add one proxy's increase over each window of its plan to ``out``."""
+        ss, plan, recs = planned
+        edges = _Edges(ss, recs, by)
+        cols = edges.columns(plan, rate)
+        if cols is not None:
+            counted, columns = cols
+            for k, col in columns.items():
+                for w, x in zip(counted, col, strict=True):
+                    vec = out[w]
+                    vec[k] = vec.get(k, 0.0) + x
+            return
+        keys, gkeys, read = edges.keys, edges.gkeys, edges.read
+        at, sums, bad = edges.chain()
+        for vec, (begin_at, end_at) in zip(out, plan, strict=True):
+            if end_at is None or (rate and begin_at is None):
+                continue
+            per = 1.0 / (end_at[1] - begin_at[1]) if rate and begin_at is not None else 1.0
+            if begin_at is None:
+                for k, vb in zip(keys, read(end_at), strict=True):
+                    if vb is not None and vb == vb:
+                        vec[k] = vec.get(k, 0.0)
+                continue
+            i, j = at[begin_at], at[end_at]
+            if bad[i] == bad[j]:  # every step from begin to end grew or stayed
+                for k, x, y in zip(gkeys, sums[j], sums[i], strict=True):  # type: ignore[arg-type]
+                    vec[k] = vec.get(k, 0.0) + (x - y) * per
+                continue
+            for k, vb, va in zip(keys, read(end_at), read(begin_at), strict=True):
+                if vb is None or vb != vb:  # absent, or NaN
+                    continue
+                d = vb - va if va is not None and va == va else vb
+                if d < 0:  # reset state lost (an idle proxy outlived raw data)
+                    d = vb
+                vec[k] = vec.get(k, 0.0) + d * per
+
+    def _span_columns(self, target: int, ss: list[SeriesInfo], windows: list[Window],
+                      by: Sequence[str], rate: bool
+                      ) -> tuple[list[int], dict[Key, list[float]]] | None:
+        """``_Edges.columns`` for a range inside the raw data, from the store's columns
+        of the proxy's series (``Store.span``): the same windows' edges, the same
+        sums in the same order, without a record per edge. None where ``columns``
+        would decline, and then the records decide."""
+        starts = [w.start for w in windows]
+        ends = [w.end for w in windows]
+        span = self.store.span(target, min(starts), max(ends))
+        line = span.line
+        je = list(map(bisect_right, repeat(line), ends))
+        jb = list(map(bisect_right, repeat(line), starts))
+        # a window counts when a record is inside it: the last one at or before its
+        # end is later than the last one at or before its start (if there is one: a
+        # proxy that appeared inside the window counts from its first record)
+        counted = [w for w, inside in enumerate(map(lt, jb, je)) if inside]
+        ib = [jb[w] - 1 for w in counted]
+        ie = [je[w] - 1 for w in counted]
+        if ib and min(ib) < 0:
+            if not rate:
+                return None  # increase counts from a first record: ``chain`` knows how
+            keep = [x for x, b in enumerate(ib) if b >= 0 or ie[x] > 0]  # rate needs two
+            counted = [counted[x] for x in keep]
+            ib = [max(ib[x], 0) for x in keep]
+            ie = [ie[x] for x in keep]
+        if not counted:
+            return None
+        rows = sorted(set(ib).union(ie))
+        columns = span.columns([s.id for s in ss], rows)
+        for col in columns:
+            if not all(map(le, col, col[1:])):  # went down, or NaN (or absent)
+                return None
+        at = dict(zip(rows, range(len(rows)), strict=True))
+        xb = list(map(at.__getitem__, ib))
+        xe = list(map(at.__getitem__, ie))
+        per = list(map(truediv, repeat(1.0), map(sub, map(line.__getitem__, ie),
+                                                  map(line.__getitem__, ib)))) \
+            if rate else None
+        groups: dict[Key, list[tuple[float, ...]]] = {}
+        for s, col in zip(ss, columns, strict=True):
+            groups.setdefault(group_key(s.labels, by), []).append(col)
+        out: dict[Key, list[float]] = {}
+        for k, cols in groups.items():
+            sums = list(map(sum, zip(*cols, strict=True)))
+            d = list(map(sub, map(sums.__getitem__, xe), map(sums.__getitem__, xb)))
+            out[k] = d if per is None else list(map(mul, d, per))
+        return counted, out
+
 
     # -- latency ----------------------------------------------------------
 
@@ -265,6 +307,56 @@ class EmbeddedBackend:
                 if self.store.record_at(tid, w.end, after=w.start) is not None:
                     out.append(labels)
         return out
+
+
+class _Planner:
+    """Finds each proxy's window edges for ``EmbeddedBackend._plans``."""
+
+    def __init__(self, backend: EmbeddedBackend, windows: list[Window]) -> None:
+        store = self.store = backend.store
+        self.windows = windows
+        tiers = self.tiers = [(w, store.tier_for(w.start), store.tier_for(w.end))
+                              for w in windows]
+        asks = self.asks = {}
+        for w, tb, te in tiers:
+            asks.setdefault(tb, set()).add(w.start)
+            asks.setdefault(te, set()).add(w.end)
+        self.lo, self.hi = min(w.start for w in windows), max(w.end for w in windows)
+        self.one = windows[0] if len(windows) == 1 else None
+        # a time read costs ~1/6 of a probe: probe when the times would be 4x the edges
+        every = {TIER_RAW: backend.scrape_interval, TIER_HISTORY: store.config.history_step}
+        self.probe = {tier for tier, ts in asks.items()
+                      if self.one is None and (self.hi - self.lo) / every[tier] > 4 * len(ts)}
+
+    def __call__(self, target: int, ss: list[SeriesInfo]):
+        store, tiers, asks, probe = self.store, self.tiers, self.asks, self.probe
+        one, lo, hi = self.one, self.lo, self.hi
+        lines: dict[int, list[float]] = {}
+        last: dict[int, dict[float, float | None]] = {}
+        for tier, ts in asks.items():
+            if tier in probe:
+                last[tier] = store.last_at(target, tier, ts)
+                continue
+            line = lines[tier] = store.around(target, tier, one.start, one.end) \
+                if one is not None else store.timeline(target, tier, lo, hi)
+            last[tier] = {t: _last(line, t) for t in ts}
+        plan: list[tuple[tuple[int, float] | None, tuple[int, float] | None]] = []
+        for w, tb, te in tiers:
+            e = last[te][w.end]
+            if e is None or e <= w.start:
+                plan.append((None, None))
+                continue
+            b = last[tb][w.start]
+            if b is None:  # appeared inside the window: its first scrape is the baseline
+                b = store.first_after(target, tb, w.start) if tb in probe else \
+                    _first_after(lines[tb], w.start)
+            plan.append(((tb, b) if b is not None and b < e else None, (te, e)))
+        recs: dict[tuple[int, float], Record] = {}
+        for tier in asks:
+            need = {p[1] for pair in plan for p in pair if p is not None and p[0] == tier}
+            for ts, rec in store.records(target, tier, need).items():
+                recs[(tier, ts)] = rec
+        return ss, plan, recs
 
 
 def _last(line: list[float], t: float) -> float | None:

@@ -12,17 +12,25 @@ is ``value(last record <= end) - value(last record <= start)``: two records per
 proxy, whatever the window. This counts exactly what Prometheus' reset handling
 counts between the two samples; see ``embedded`` for the window convention.
 
+When a history step closes, a proxy's raw records in it are also written as
+*columns*: one row for their times, and one per hot series with its value at each
+of those times (NaN where a record lacks it); when an hour closes, its steps'
+columns become one chunk. A range query (a chart: ~120 windows over an hour or
+six) reads the columns of the series it sums: a row per series and hour, instead
+of one record per window edge and proxy. The records of the open step are read one
+by one. The columns repeat the records' hot values (about a third more disk).
+
 Latency sketches are cumulative on the proxy; the store keeps, per series and per
 scrape, the *delta* since the previous scrape (only series that saw requests get
 a row, see ``sketchrows``), and when a minute closes, each series' running total
 of those deltas (see ``cumulative``). A window's sketch is the difference of two
 totals plus the raw deltas at its edges: two rows per series, whatever the window.
 
-Retention: raw records and raw sketch deltas live ``raw_retention`` (6 h), minute
-totals one history step longer; history records (the last raw record of each
-history step, without the histogram buckets: the history's latency comes from the
-sketches) and the totals at each step's end live ``history_retention`` (7 d).
-``compact`` deletes what expired; it runs from ``ingest`` once a minute.
+Retention: raw records, their columns and raw sketch deltas live ``raw_retention``
+(6 h), minute totals one history step longer; history records (the last raw record
+of each history step, without the histogram buckets: the history's latency comes
+from the sketches) and the totals at each step's end live ``history_retention``
+(7 d). ``compact`` deletes what expired; it runs from ``ingest`` once a minute.
 
 Crash safety: every ingest (record, new series, sketch rows, running totals, and
 the per-target reset state) is one SQLite transaction, with ``synchronous=NORMAL`` in
@@ -44,10 +52,12 @@ import sqlite3
 import sys
 import threading
 from array import array
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import groupby, repeat
 from operator import add, itemgetter, lt
 
 from ..proxy.latency import LatencySketch
@@ -75,6 +85,8 @@ SKETCH_METRIC = "response_latency_ms_sketch"
 PROCESS_START = "process_start_time_seconds"
 #: a proxy first scraped at most this long after its start counts from zero at its start
 FRESH_START = 120.0
+#: raw columns of a closed hour are kept as one chunk (those of the open hour, per step)
+HOUR = 3600.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -86,6 +98,8 @@ CREATE TABLE IF NOT EXISTS schemas(id INTEGER PRIMARY KEY, target INTEGER, serie
 CREATE TABLE IF NOT EXISTS records(tier INTEGER, target INTEGER, ts REAL, schema INTEGER,
     vals BLOB, cold BLOB);
 CREATE UNIQUE INDEX IF NOT EXISTS records_at ON records(tier, target, ts);
+CREATE TABLE IF NOT EXISTS columns(target INTEGER, series INTEGER, step REAL, vals BLOB,
+    PRIMARY KEY(target, series, step)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sketches(tier INTEGER, target INTEGER, ts REAL, series INTEGER,
     data BLOB);
 CREATE INDEX IF NOT EXISTS sketches_at ON sketches(tier, target, ts);
@@ -118,6 +132,8 @@ class StoreConfig:
     #: decoded records kept in memory for queries, in bytes: a dashboard refresh over
     #: 1000 proxies reads each one's window edges, which must all fit
     cache_bytes: int = 48 << 20
+    #: columns (a series over a step or an hour) kept in memory for range queries, bytes
+    column_cache_bytes: int = 16 << 20
     #: SQLite page cache, KiB
     sqlite_cache_kib: int = 8192
 
@@ -164,7 +180,7 @@ class Record:
     __slots__ = ("ts", "pos", "n_hot", "hot", "_cold", "_load_cold")
 
     def __init__(self, ts: float, pos: dict[int, int], n_hot: int, hot: array,
-                 load_cold: Callable[[], bytes | None]) -> None:
+                 load_cold: Callable[[float], bytes | None]) -> None:
         self.ts = ts
         self.pos = pos
         self.n_hot = n_hot
@@ -174,7 +190,7 @@ class Record:
 
     def _buckets(self) -> array:
         if self._cold is None:
-            blob = self._load_cold()
+            blob = self._load_cold(self.ts)
             self._cold = _unpack(blob) if blob else array("d")
         return self._cold
 
@@ -195,6 +211,67 @@ class Record:
     def values(self) -> list[float]:
         """Every value, in schema order."""
         return list(self.hot) + list(self._buckets())
+
+
+class Span:
+    """A proxy's raw data over a range, for a range query: ``line`` holds its record
+    times (sorted, from the last one at or before the range's start), ``columns``
+    the values of some series at some of those times."""
+
+    __slots__ = ("line", "_store", "_target", "_steps", "_before", "_tail")
+
+    def __init__(self, store: Store, target: int, line: list[float],
+                 steps: list[tuple[float, int, int]], before: bool, tail: int) -> None:
+        self.line = line
+        self._store = store
+        self._target = target
+        #: the column chunks in ``line``: (chunk end, rows skipped as expired, rows)
+        self._steps = steps
+        #: whether ``line`` starts with an older record (not in a step's columns)
+        self._before = before
+        #: how many records of the open step end ``line``
+        self._tail = tail
+
+    def columns(self, series: Sequence[int], rows: Sequence[int]) -> list[list[float]]:
+        """For each of ``series``, its values at the ``line`` indices ``rows`` (sorted);
+        NaN where a record lacks it."""
+        store, line = self._store, self.line
+        out: list[list[float]] = [[] for _ in series]
+        i = at = 0  # the next of rows, and where the next chunk starts in line
+        if self._before:
+            at = 1
+            if rows and rows[0] == 0:
+                rec = store.records(self._target, TIER_RAW, [line[0]])[line[0]]
+                for col, sid in zip(out, series, strict=True):
+                    col.append(_nan_if_none(rec.get(sid)))
+                i = 1
+        if self._steps:
+            got = store._columns(self._target, series, [k for k, _, _ in self._steps])
+            for k, skip, n in self._steps:
+                end = at + n - skip
+                j = bisect_left(rows, end, i)
+                if j > i:
+                    offsets = [r - at + skip for r in rows[i:j]]
+                    pick = itemgetter(*offsets) if len(offsets) > 1 else _one(offsets[0])
+                    for col, sid in zip(out, series, strict=True):
+                        vals = got.get((sid, k))
+                        col.extend(pick(vals) if vals is not None else repeat(math.nan, j - i))
+                    i = j
+                at = end
+        if i < len(rows):  # the open step's
+            times = [line[r] for r in rows[i:]]
+            recs = store.records(self._target, TIER_RAW, times)
+            for col, sid in zip(out, series, strict=True):
+                col.extend(_nan_if_none(recs[t].get(sid)) for t in times)
+        return out
+
+
+def _one(i: int) -> Callable[[Sequence[float]], tuple[float]]:
+    return lambda vals: (vals[i],)
+
+
+def _nan_if_none(v: float | None) -> float:
+    return math.nan if v is None else v
 
 
 _NAME, _LABELS = itemgetter(0), itemgetter(1)
@@ -335,6 +412,11 @@ class Store:
         self._select_cache: dict[tuple[str, tuple[Matcher, ...]], list[SeriesInfo]] = {}
         self._records: OrderedDict[tuple[int, int, float], Record] = OrderedDict()
         self._records_bytes = 0
+        #: (target, series, step) -> the series' column in that step (series 0: times)
+        self._cols: OrderedDict[tuple[int, int, float], array] = OrderedDict()
+        self._cols_bytes = 0
+        #: raw records older than this are gone (a step's columns may still hold some)
+        self._raw_from = -math.inf
         #: latency sketches' running totals (``cumulative``)
         self._cum = Cumulative(self.db, self.config.cache_bytes // 2)
         #: minute totals are whole from here on (later than -inf in a converted store)
@@ -394,6 +476,7 @@ class Store:
             t.sketch_baseline = True
             self.now = max(self.now, ts)
         self._sketch_layout()
+        self._columnize()
         self._old_raw = self.db.execute("SELECT 1 FROM sketches LIMIT 1").fetchone() is not None
 
     def _sketch_layout(self) -> None:
@@ -415,6 +498,91 @@ class Store:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _columnize(self) -> None:
+        """Write the columns of an older store's closed steps, once."""
+        db = self.db
+        first = db.execute("SELECT min(ts) FROM records WHERE tier=0").fetchone()[0]
+        self._raw_from = -math.inf if first is None else first
+        if db.execute("SELECT 1 FROM meta WHERE key='columns'").fetchone() is not None:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for t in self._targets.values():
+                self._write_columns(t.id, -math.inf, t.rolled[1])
+            db.execute("INSERT INTO meta(key, value) VALUES ('columns', '1')")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _chunk(self, ts: float, closed: float) -> float:
+        """The end of the column chunk holding a record at ``ts`` once the steps up to
+        ``closed`` are: its hour when that hour is closed, else its step."""
+        hour = math.ceil(ts / HOUR) * HOUR
+        return hour if hour <= closed else math.ceil(ts / self.config.history_step) * \
+            self.config.history_step
+
+    def _write_columns(self, target: int, a: float, closed: float,
+                       replace: bool = False) -> None:
+        """Write the columns of ``target``'s raw records in (a, closed], ``a`` being
+        the end of a chunk (or -inf); ``replace`` those in that range."""
+        if replace:
+            t = self._targets_by_id[target]
+            self.db.executemany("DELETE FROM columns WHERE target=? AND series=? AND step>? "
+                                "AND step<=?",
+                                [(target, sid, a, closed) for sid in self._hot_series(t)])
+            for key in [key for key in self._cols
+                        if key[0] == target and a < key[2] <= closed]:
+                self._cols_bytes -= 8 * len(self._cols.pop(key)) + 100
+        rows = self.db.execute("SELECT ts, schema, vals FROM records WHERE tier=0 AND target=? "
+                               "AND ts>? AND ts<=? ORDER BY ts", (target, a, closed)).fetchall()
+        out: list[tuple[int, int, float, bytes]] = []
+        for k, run in groupby(rows, key=lambda r: self._chunk(r[0], closed)):
+            run = list(run)
+            out.append((target, 0, k, array("d", [r[0] for r in run]).tobytes()))
+            hots = [_unpack(r[2]) for r in run]
+            if len({r[1] for r in run}) == 1:  # one schema, as usual: a transpose
+                ids = self._schema(run[0][1])[0]
+                out.extend((target, sid, k, array("d", col).tobytes())
+                           for sid, col in zip(ids, zip(*hots, strict=True), strict=False))
+                continue
+            cols: dict[int, array] = {}
+            for i, (r, hot) in enumerate(zip(run, hots, strict=True)):
+                for sid, v in zip(self._schema(r[1])[0], hot, strict=False):
+                    col = cols.get(sid)
+                    if col is None:
+                        col = cols[sid] = array("d", [math.nan]) * len(run)
+                    col[i] = v
+            out.extend((target, sid, k, col.tobytes()) for sid, col in cols.items())
+        self.db.executemany("INSERT INTO columns(target, series, step, vals) VALUES (?,?,?,?)",
+                            out)
+
+    def _close_columns(self, target: int, closed: float, now_closed: float) -> None:
+        """Write the columns of the steps closed in (closed, now_closed]: the hour that
+        just closed, if one did, becomes one chunk."""
+        hour = math.floor(now_closed / HOUR) * HOUR
+        if hour - HOUR < closed < hour:
+            self._write_columns(target, hour - HOUR, now_closed, replace=True)
+        else:
+            self._write_columns(target, closed, now_closed)
+
+    def _hot_series(self, t: _Target) -> set[int]:
+        """The series that have columns (0: the times), of any of ``t``'s schemas."""
+        out = {0}
+        for schema in t.schemas.values():
+            ids, _, n_hot = self._schema(schema)
+            out.update(ids[:n_hot])
+        return out
+
+    def _rewrite_columns(self, t: _Target, ts: float) -> None:
+        """Write again the columns of the chunk holding ``ts`` (a record arrived in a
+        step already closed, which only a scrape stamped before an idle proxy's step
+        was closed for it can do)."""
+        closed, step = t.rolled[1], self.config.history_step
+        hour = math.ceil(ts / HOUR) * HOUR
+        start = hour - HOUR if hour <= closed else math.ceil(ts / step) * step - step
+        self._write_columns(t.id, start, closed, replace=True)
 
     def _remember(self, info: SeriesInfo) -> SeriesInfo:
         self._select_cache.clear()
@@ -575,6 +743,8 @@ class Store:
             db.execute("INSERT INTO records(tier, target, ts, schema, vals, cold) "
                        "VALUES (0,?,?,?,?,?)", (t.id, ts, schema, _plain(hot_adj),
                                                 _pack(cold_adj) if cold_ids else None))
+            if ts <= t.rolled[1]:
+                self._rewrite_columns(t, ts)
 
             sketch_rows, sketch_prev, rolled = self._ingest_tail(t, ts, sketches, restarted,
                                                                  new, baseline=not fresh)
@@ -633,6 +803,8 @@ class Store:
         db.execute("INSERT INTO records(tier, target, ts, schema, vals, cold) "
                    "VALUES (0,?,?,?,?,?)", (t.id, ts, shape.schema, _plain(hot),
                                             _pack(cold) if cold else None))
+        if ts <= t.rolled[1]:
+            self._rewrite_columns(t, ts)
         new: list[SeriesInfo] = []
         gained, sketch_prev, rolled = self._ingest_tail(t, ts, sketches, False, new)
         db.execute("UPDATE state SET ts=?, start=?, rolled=? WHERE target=?",
@@ -746,6 +918,7 @@ class Store:
         k = math.ceil(prev_ts / step) * step
         if rolled[1] < k < ts:
             self._cum.close_step(t.id, k, step, t.sketch_keys.values())
+            self._close_columns(t.id, rolled[1], k)
             rolled[1] = k
             # the history keeps no histogram buckets: its latency comes from the sketches
             self.db.execute(
@@ -813,6 +986,9 @@ class Store:
             db.execute("DELETE FROM records WHERE tier=0 AND ts<=?", (raw_cut,))
             db.executemany("DELETE FROM raw_sketches WHERE target=? AND ts<=?",
                            [(t.id, raw_cut) for t in self._targets.values()])
+            db.executemany("DELETE FROM columns WHERE target=? AND series=? AND step<=?",
+                           [(t.id, sid, raw_cut) for t in self._targets.values()
+                            for sid in self._hot_series(t)])
             if self._old_raw:
                 db.execute("DELETE FROM sketches WHERE tier=0 AND ts<=?", (raw_cut,))
                 self._old_raw = db.execute("SELECT 1 FROM sketches LIMIT 1").fetchone() is not None
@@ -822,6 +998,7 @@ class Store:
             gone = [t for t in self._targets.values() if t.last_ts <= hist_cut]
             for t in gone:
                 for table, col in (("series", "target"), ("schemas", "target"),
+                               ("columns", "target"),
                                    ("state", "target"), ("targets", "id")):
                     db.execute(f"DELETE FROM {table} WHERE {col}=?", (t.id,))
             if gone:
@@ -849,6 +1026,9 @@ class Store:
         for k in [k for k in self._records
                   if k[2] <= (raw_cut if k[0] == TIER_RAW else hist_cut)]:
             self._records_bytes -= self._records.pop(k).size()
+        self._raw_from = max(self._raw_from, math.nextafter(raw_cut, math.inf))
+        for k in [k for k in self._cols if k[2] <= raw_cut]:
+            self._cols_bytes -= 8 * len(self._cols.pop(k)) + 100
         self._around.clear()
 
     # -- reading ----------------------------------------------------------
@@ -944,6 +1124,81 @@ class Store:
         return out
 
     @_locked
+    def span(self, target: int, a: float, b: float) -> Span:
+        """``target``'s raw data from the last record at or before ``a`` to ``b``: the
+        columns of its closed steps, then the records of its open one."""
+        t = self._targets_by_id.get(target)
+        closed = t.rolled[1] if t is not None else -math.inf
+        db = self.db
+        line: list[float] = []
+        steps: list[tuple[float, int, int]] = []
+        upto = min(closed, math.ceil(b / HOUR) * HOUR)
+        if upto > a - HOUR:
+            floor = self._raw_from
+            got = self._columns(target, (0,), [k for (k,) in db.execute(
+                "SELECT step FROM columns WHERE target=? AND series=0 AND step>? AND step<=? "
+                "ORDER BY step", (target, a - HOUR, upto))])
+            for (_, k), times in sorted(got.items()):
+                if times[-1] <= a:  # the last record at or before a is here or later
+                    steps.clear()
+                    line.clear()
+                skip = bisect_left(times, floor) if times[0] < floor else 0
+                if skip < len(times) and times[0] <= b:
+                    steps.append((k, skip, len(times)))
+                    line.extend(times[skip:] if skip else times)
+        tail = [r[0] for r in db.execute("SELECT ts FROM records WHERE tier=0 AND target=? "
+                                         "AND ts>? AND ts<=? ORDER BY ts", (target, closed, b))]
+        before = False
+        if not (line or tail) or (line or tail)[0] > a:  # the one at or before a is older
+            ts = db.execute("SELECT max(ts) FROM records WHERE tier=0 AND target=? AND ts<=?",
+                            (target, a)).fetchone()[0]
+            if ts is not None:
+                line.insert(0, ts)
+                before = True
+        line.extend(tail)
+        return Span(self, target, line, steps, before, len(tail))
+
+    @_locked
+    def _columns(self, target: int, series: Iterable[int], steps: list[float]
+                 ) -> dict[tuple[int, float], array]:
+        """(series, step) -> the column of each of ``series`` in each of ``steps`` that
+        has one (cached, the least recently read leaving first)."""
+        cache = self._cols
+        out: dict[tuple[int, float], array] = {}
+        missing = []
+        for sid in series:
+            for k in steps:
+                key = (target, sid, k)
+                col = cache.get(key)
+                if col is None:
+                    missing.append(sid)
+                    break
+                cache.move_to_end(key)
+                out[(sid, k)] = col
+        if not missing:
+            return out
+        added = 0
+        for sid in missing:  # read whole: drop what is cached of them
+            for k in steps:
+                col = cache.pop((target, sid, k), None)
+                if col is not None:
+                    added -= 8 * len(col) + 100
+        for i in range(0, len(missing), 500):
+            chunk = missing[i:i + 500]
+            for sid, k, blob in self.db.execute(
+                    "SELECT series, step, vals FROM columns WHERE target=? AND series IN "
+                    f"({','.join('?' * len(chunk))}) AND step>=? AND step<=?",
+                    (target, *chunk, steps[0], steps[-1])):
+                col = array("d")
+                col.frombytes(blob)
+                out[(sid, k)] = cache[(target, sid, k)] = col
+                added += 8 * len(col) + 100
+        self._cols_bytes += added
+        while self._cols_bytes > self.config.column_cache_bytes and len(cache) > 1:
+            self._cols_bytes -= 8 * len(cache.popitem(last=False)[1]) + 100
+        return out
+
+    @_locked
     def records(self, target: int, tier: int, times: Iterable[float]) -> dict[float, Record]:
         """The records of ``target`` stamped at exactly ``times`` (one query per 500).
         They stay cached, the least recently read leaving first."""
@@ -979,7 +1234,7 @@ class Store:
         """A record from its row (its bucket blob is fetched if ever asked for)."""
         _, pos, n_hot = self._schema(schema_id)
         return Record(ts, pos, n_hot, _unpack(blob, inflate),
-                      partial(self._cold_blob, tier, target, ts))
+                      partial(self._cold_blob, tier, target))
 
     def _decode(self, tier: int, target: int, row: tuple[float, int, bytes]) -> Record:
         key = (tier, target, row[0])
