@@ -235,7 +235,6 @@ class EmbeddedBackend:
             out[k] = d if per is None else list(map(mul, d, per))
         return counted, out
 
-
     # -- latency ----------------------------------------------------------
 
     def histogram_quantile(self, q: float, metric_bucket: str, match: MatcherSpec = None,
@@ -314,7 +313,6 @@ class _Planner:
 
     def __init__(self, backend: EmbeddedBackend, windows: list[Window]) -> None:
         store = self.store = backend.store
-        self.windows = windows
         tiers = self.tiers = [(w, store.tier_for(w.start), store.tier_for(w.end))
                               for w in windows]
         asks = self.asks = {}
