@@ -270,6 +270,11 @@ def _one(i: int) -> Callable[[Sequence[float]], tuple[float]]:
     return lambda vals: (vals[i],)
 
 
+def _col_size(col: array) -> int:
+    """Bytes a cached column holds (an estimate, for the cache's bound)."""
+    return 8 * len(col) + 100
+
+
 def _nan_if_none(v: float | None) -> float:
     return math.nan if v is None else v
 
@@ -534,7 +539,7 @@ class Store:
                                 [(target, sid, a, closed) for sid in self._hot_series(t)])
             for key in [key for key in self._cols
                         if key[0] == target and a < key[2] <= closed]:
-                self._cols_bytes -= 8 * len(self._cols.pop(key)) + 100
+                self._cols_bytes -= _col_size(self._cols.pop(key))
         rows = self.db.execute("SELECT ts, schema, vals FROM records WHERE tier=0 AND target=? "
                                "AND ts>? AND ts<=? ORDER BY ts", (target, a, closed)).fetchall()
         out: list[tuple[int, int, float, bytes]] = []
@@ -1028,7 +1033,7 @@ class Store:
             self._records_bytes -= self._records.pop(k).size()
         self._raw_from = max(self._raw_from, math.nextafter(raw_cut, math.inf))
         for k in [k for k in self._cols if k[2] <= raw_cut]:
-            self._cols_bytes -= 8 * len(self._cols.pop(k)) + 100
+            self._cols_bytes -= _col_size(self._cols.pop(k))
         self._around.clear()
 
     # -- reading ----------------------------------------------------------
@@ -1182,7 +1187,7 @@ class Store:
             for k in steps:
                 col = cache.pop((target, sid, k), None)
                 if col is not None:
-                    added -= 8 * len(col) + 100
+                    added -= _col_size(col)
         for i in range(0, len(missing), 500):
             chunk = missing[i:i + 500]
             for sid, k, blob in self.db.execute(
@@ -1192,10 +1197,10 @@ class Store:
                 col = array("d")
                 col.frombytes(blob)
                 out[(sid, k)] = cache[(target, sid, k)] = col
-                added += 8 * len(col) + 100
+                added += _col_size(col)
         self._cols_bytes += added
         while self._cols_bytes > self.config.column_cache_bytes and len(cache) > 1:
-            self._cols_bytes -= 8 * len(cache.popitem(last=False)[1]) + 100
+            self._cols_bytes -= _col_size(cache.popitem(last=False)[1])
         return out
 
     @_locked
