@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def hosts(tmp_path):
 def test_workloads_on_two_hosts_call_each_other_with_mtls(hosts, tmp_path):
     (tmp_path / "app.py").write_text(APP)
     home = {h: str(tmp_path / h) for h in HOSTS}
-    url = hosts.run("cp", SHOAL, "up", "--api", f"{HOSTS['cp']}:0",
+    url = hosts.run("cp", SHOAL, "up", "--api", f"{HOSTS['cp']}:0", "--scrape-interval", "1s",
                     env={"SHOAL_HOME": home["cp"]}).stdout.split()[0]
     token = Path(home["cp"], "token").read_text().strip()
     for h, name in (("h1", "emoji"), ("h2", "web")):
@@ -117,6 +118,25 @@ def test_workloads_on_two_hosts_call_each_other_with_mtls(hosts, tmp_path):
         emoji_metrics = hosts.run("h1", "curl", "-sS",
                                   f"http://{by['emoji']['admin']}/metrics").stdout
         assert 'client_id="default.multi.serviceaccount.identity.shoal.local"' in emoji_metrics
+        # proxies on other hosts register an admin address the control plane can
+        # scrape: their traffic shows in stat and edges, asked on the control plane's host
+        assert by["web"]["admin"].startswith(HOSTS["h2"] + ":")
+        cp = {"SHOAL_HOME": home["cp"]}
+        deadline, stat, edges = time.monotonic() + 30, {}, []
+        while time.monotonic() < deadline:
+            hosts.run("h2", "curl", "-sS", "--max-time", "5", "-x",
+                      f"http://{by['web']['outbound']}", "http://emoji.multi:8080/")
+            rows = json.loads(hosts.run("cp", SHOAL, "stat", "deploy", "-n", "multi", "-t",
+                                        "10s", "-o", "json", env=cp).stdout or "[]")
+            stat = {r["name"]: r for r in rows}
+            edges = json.loads(hosts.run("cp", SHOAL, "edges", "deploy", "-n", "multi",
+                                         "-o", "json", env=cp).stdout or "[]")
+            if stat.get("emoji", {}).get("rps") and edges:
+                break
+            time.sleep(1)
+        assert stat["emoji"]["success"] == 1.0 and stat["emoji"]["meshed"] == "1/1", stat
+        assert [(e["src"], e["dst"], e["secured"]) for e in edges] == [("web", "emoji", True)]
+        assert edges[0]["server_id"] == "default.multi.serviceaccount.identity.shoal.local"
     finally:
         for h in ("h1", "h2"):
             subprocess.run(["ip", "netns", "exec", hosts.names[h], SHOAL, "down"],

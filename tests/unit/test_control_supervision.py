@@ -44,8 +44,8 @@ def test_pod_status_follows_the_containers():
 
 
 def test_advertised_inbound_address():
-    bound = {"inbound": "0.0.0.0:4143", "admin": "127.0.0.1:4191"}
+    bound = {"inbound": "0.0.0.0:4143", "admin": "0.0.0.0:4191", "outbound": "127.0.0.1:4140"}
     assert replica(host="0.0.0.0", advertise="10.0.0.5")._advertised(bound) == {
-        "inbound": "10.0.0.5:4143", "admin": "127.0.0.1:4191"}
+        "inbound": "10.0.0.5:4143", "admin": "10.0.0.5:4191", "outbound": "127.0.0.1:4140"}
     assert replica(host="10.0.0.7")._advertised(bound)["inbound"] == "10.0.0.7:4143"
     assert replica()._advertised(bound)["inbound"] == "0.0.0.0:4143"

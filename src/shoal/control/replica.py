@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     from .supervisor import Supervisor
 
 ADDRESSES = ("inbound", "outbound", "admin", "tap")
-#: the listeners bound on the pod's ``--host`` and advertised for other hosts
-REACHABLE = ("inbound", "tap")
+#: the listeners bound on the pod's ``--host`` and advertised for other hosts: inbound
+#: for callers, admin for the control plane's scrapes (``/shutdown`` stays loopback
+#: only), tap for the control plane's tap API over mTLS
+REACHABLE = ("inbound", "admin", "tap")
 READY_LINE_TIMEOUT = 30.0
 
 
@@ -127,8 +129,9 @@ class Replica:
         spec = self.sup.spec
         addr = {k: (self.addrs[k] if self.reuse_ports and k in self.addrs else "127.0.0.1:0")
                 for k in ADDRESSES}
-        # inbound and tap bind where other hosts reach them (the control plane taps over
-        # mTLS when that is not loopback); outbound and admin stay on loopback
+        # inbound, admin and tap bind where other hosts reach them (the control plane
+        # scrapes admin and taps over mTLS when that is not loopback); outbound, the
+        # app's own, stays on loopback
         for k in REACHABLE:
             if not (self.reuse_ports and k in self.bound):
                 addr[k] = f"{_bracket(spec.host)}:0"
@@ -188,7 +191,7 @@ class Replica:
             await self._backoff(backoff, since)
 
     def _advertised(self, bound: dict[str, str]) -> dict[str, str]:
-        """The inbound and tap addresses other hosts use: the bound ports on the
+        """The addresses other hosts use (``REACHABLE``): the bound ports on the
         advertised host."""
         out = dict(bound)
         spec = self.sup.spec
