@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -132,6 +133,31 @@ def test_traffic_carries_on_when_the_control_plane_is_killed(mesh):
     m = scrape(pods["front"]["admin"])
     assert metric(m, "response_total", direction="outbound", classification="success",
                   tls="true") == 21
+
+
+def test_clients_that_close_their_connections_share_one_pooled_mtls_connection(mesh):
+    """Connection is hop-by-hop: apps whose HTTP client closes after every request
+    (Python's urllib, HTTP/1.0 clients) still cost no mTLS handshake per request."""
+    home, tmp = mesh
+    shoal(home, "run", "-n", "blog", "--name", "posts", "--port", "8080", "--",
+          sys.executable, str(tmp / "app.py"))
+    shoal(home, "run", "-n", "blog", "--name", "front", "--port", "8081", "--",
+          sys.executable, str(tmp / "app.py"))
+    pods = {p["deployment"]: p for p in get_json(home, "pods", "-n", "blog")}
+    proxy = f"http://{pods['front']['outbound']}"
+    for extra in (["-H", "Connection: close"], ["--http1.0"]) * 5:
+        out = subprocess.run(["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w",
+                              "%{http_code}", "-x", proxy, *extra, "http://posts.blog:8080/"],
+                             capture_output=True, text=True, timeout=20)
+        assert out.stdout == "200", out.stderr
+    client = scrape(pods["front"]["admin"])
+    assert metric(client, "request_total", direction="outbound", tls="true") == 10
+    assert metric(client, "tcp_open_total", direction="outbound", peer="dst",
+                  dst_deployment="posts") == 1
+    assert metric(client, "tcp_open_total", direction="outbound", peer="src") == 10
+    server = scrape(pods["posts"]["admin"])
+    assert metric(server, "tcp_open_connections", direction="inbound", peer="src",
+                  tls="true") == 1
 
 
 def _dead(pid: int) -> bool:

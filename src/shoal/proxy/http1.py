@@ -1037,7 +1037,10 @@ class Http1Upstream(_Buffered, asyncio.Protocol):
         self.ex = None
         self.down = None
         self.end_metrics(ex, "")
-        if (ex.keep_alive and self.alive and ex.req_done and not ex.close_delimited
+        # Connection is hop-by-hop: a client that closes its own connection after this
+        # exchange (``Connection: close``, HTTP/1.0) says nothing about this one, which
+        # goes back to the pool unless the server or a tried upgrade ends it.
+        if (self.alive and ex.req_done and not ex.upgrade and not ex.close_delimited
                 and self.parser.should_keep_alive()):
             self.pools.put(self.ep.addr, self)
         else:

@@ -63,6 +63,7 @@ class TlsServer(asyncio.Protocol):
         self.inner: asyncio.Protocol | None = None
         self.handshaken = False
         self.closing = False
+        self.peer_closed = False  # the peer's close_notify was read
         self.peer_id = ""
 
     # -- raw connection ---------------------------------------------------------
@@ -98,14 +99,19 @@ class TlsServer(asyncio.Protocol):
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
-                if self.inner.eof_received() is not True:
-                    self.close()
-                break
+                chunk = b""
             except (ssl.SSLError, OSError) as e:
                 self.on_error(getattr(e, "reason", None) or type(e).__name__)
                 self.raw.abort()
                 break
             if not chunk:
+                # The peer's close_notify (CPython's read returns b"" for it): end the
+                # inner stream and answer with ours, or the peer waits for it until
+                # its shutdown timeout with the connection held open.
+                if not self.peer_closed:
+                    self.peer_closed = True
+                    if self.inner.eof_received() is not True:
+                        self.close()
                 break
             self.inner.data_received(chunk)
             if not self.incoming.pending and not self.sslobj.pending():
