@@ -65,6 +65,16 @@ def via(outbound: str, url: str, n: int = 1, workers: int = 1) -> list[int]:
         return list(pool.map(one, range(n)))
 
 
+def caller_and_callee(home, tmp, ns: str, callee: str, caller: str,
+                      *callee_flags: str) -> dict[str, dict]:
+    """Two deployments of the test app, callee on 9000 and caller on 9001; pods by
+    deployment."""
+    for name, port, flags in ((callee, "9000", callee_flags), (caller, "9001", ())):
+        shoal(home, "run", "-n", ns, "--name", name, "--port", port, *flags, "--",
+              sys.executable, str(tmp / "app.py"))
+    return {p["deployment"]: p for p in get_json(home, "pods", "-n", ns)}
+
+
 def test_calls_between_pods_are_discovered_balanced_and_mtls(mesh):
     home, tmp = mesh
     shoal(home, "run", "-n", "emojivoto", "--name", "emoji", "--port", "8080",
@@ -99,11 +109,7 @@ def test_calls_between_pods_are_discovered_balanced_and_mtls(mesh):
 
 def test_strict_mtls_refuses_plaintext_but_serves_the_mesh(mesh):
     home, tmp = mesh
-    shoal(home, "run", "-n", "bank", "--name", "vault", "--port", "9000", "--mtls", "strict",
-          "--", sys.executable, str(tmp / "app.py"))
-    shoal(home, "run", "-n", "bank", "--name", "teller", "--port", "9001", "--",
-          sys.executable, str(tmp / "app.py"))
-    pods = {p["deployment"]: p for p in get_json(home, "pods", "-n", "bank")}
+    pods = caller_and_callee(home, tmp, "bank", "vault", "teller", "--mtls", "strict")
     assert via(pods["teller"]["outbound"], "http://vault.bank:9000/") == [200]
     host, port = pods["vault"]["inbound"].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as s:
@@ -119,17 +125,13 @@ def test_strict_mtls_refuses_plaintext_but_serves_the_mesh(mesh):
 
 def test_traffic_carries_on_when_the_control_plane_is_killed(mesh):
     home, tmp = mesh
-    shoal(home, "run", "-n", "shop", "--name", "cart", "--port", "8080", "--",
-          sys.executable, str(tmp / "app.py"))
-    shoal(home, "run", "-n", "shop", "--name", "front", "--port", "8081", "--",
-          sys.executable, str(tmp / "app.py"))
-    pods = {p["deployment"]: p for p in get_json(home, "pods", "-n", "shop")}
-    assert via(pods["front"]["outbound"], "http://cart.shop:8080/") == [200]
+    pods = caller_and_callee(home, tmp, "shop", "cart", "front")
+    assert via(pods["front"]["outbound"], "http://cart.shop:9000/") == [200]
     control = json.loads((home / "control.json").read_text())
     os.kill(control["pid"], signal.SIGKILL)
     wait_for(lambda: _dead(control["pid"]), what="control plane gone")
     # known endpoints and certificates keep working, new connections included
-    assert via(pods["front"]["outbound"], "http://cart.shop:8080/", n=20, workers=4) == [200] * 20
+    assert via(pods["front"]["outbound"], "http://cart.shop:9000/", n=20, workers=4) == [200] * 20
     m = scrape(pods["front"]["admin"])
     assert metric(m, "response_total", direction="outbound", classification="success",
                   tls="true") == 21
@@ -139,15 +141,11 @@ def test_clients_that_close_their_connections_share_one_pooled_mtls_connection(m
     """Connection is hop-by-hop: apps whose HTTP client closes after every request
     (Python's urllib, HTTP/1.0 clients) still cost no mTLS handshake per request."""
     home, tmp = mesh
-    shoal(home, "run", "-n", "blog", "--name", "posts", "--port", "8080", "--",
-          sys.executable, str(tmp / "app.py"))
-    shoal(home, "run", "-n", "blog", "--name", "front", "--port", "8081", "--",
-          sys.executable, str(tmp / "app.py"))
-    pods = {p["deployment"]: p for p in get_json(home, "pods", "-n", "blog")}
+    pods = caller_and_callee(home, tmp, "blog", "posts", "front")
     proxy = f"http://{pods['front']['outbound']}"
     for extra in (["-H", "Connection: close"], ["--http1.0"]) * 5:
         out = subprocess.run(["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w",
-                              "%{http_code}", "-x", proxy, *extra, "http://posts.blog:8080/"],
+                              "%{http_code}", "-x", proxy, *extra, "http://posts.blog:9000/"],
                              capture_output=True, text=True, timeout=20)
         assert out.stdout == "200", out.stderr
     client = scrape(pods["front"]["admin"])

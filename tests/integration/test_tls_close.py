@@ -8,8 +8,6 @@ import asyncio
 
 import uvloop
 
-from shoal.control.ca import cert_pem
-from shoal.proxy.identity import contexts
 from shoal.proxy.tls import TlsServer
 from tests.unit.test_proxy_identity import A, B, Issuer
 
@@ -55,11 +53,8 @@ class Client(asyncio.Protocol):
 
 async def pair(events: list[str]) -> tuple[asyncio.Transport, Client, list[Echo]]:
     ca = Issuer(1)
-    anchors = [cert_pem(ca.anchor)]
-    ka, a = ca.certify(A, anchors)
-    kb, b = ca.certify(B, anchors)
-    server_ctx, _ = contexts(kb, b["certificate"], b["chain"], anchors)
-    _, client_ctx = contexts(ka, a["certificate"], a["chain"], anchors)
+    server_ctx, _ = ca.tls_contexts(B)
+    _, client_ctx = ca.tls_contexts(A)
     inners: list[Echo] = []
 
     def ready(tls: TlsServer, peer: str) -> None:

@@ -57,20 +57,21 @@ class Issuer:
         return key, {"certificate": cert_pem(leaf), "chain": [cert_pem(self.issuer)],
                      "trust_anchors": anchors, "expiry": 0}
 
+    def tls_contexts(self, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+        """A proxy's (server, client) contexts for ``name``, trusting this anchor only."""
+        anchors = [cert_pem(self.anchor)]
+        key, cert = self.certify(name, anchors)
+        return contexts(key, cert["certificate"], cert["chain"], anchors)
+
 
 def test_mutual_tls_checks_both_identities():
     ca = Issuer(1)
-    anchors = [cert_pem(ca.anchor)]
-    ka, a = ca.certify(A, anchors)
-    kb, b = ca.certify(B, anchors)
-    a_server, a_client = contexts(ka, a["certificate"], a["chain"], anchors)
-    b_server, b_client = contexts(kb, b["certificate"], b["chain"], anchors)
+    _, a_client = ca.tls_contexts(A)
+    b_server, _ = ca.tls_contexts(B)
     assert handshake(a_client, b_server, B) == A
     with pytest.raises(ssl.SSLCertVerificationError):
         handshake(a_client, b_server, "someone.else.serviceaccount.identity.shoal.local")
-    stranger = Issuer(9)
-    ks, st = stranger.certify(A, [cert_pem(stranger.anchor)])
-    _, s_client = contexts(ks, st["certificate"], st["chain"], [cert_pem(stranger.anchor)])
+    _, s_client = Issuer(9).tls_contexts(A)
     with pytest.raises(ssl.SSLError):
         handshake(s_client, b_server, B)
 
