@@ -91,10 +91,11 @@ def call(pod: dict, path: str) -> int:
 class Tap:
     """`shoal tap ...` in the background; ``lines`` grows as it prints."""
 
-    def __init__(self, home, *args: str, watch: dict) -> None:
+    def __init__(self, home, *args: str, watch: dict, taps: int = 1) -> None:
+        """``taps``: the subscriptions ``watch`` has once this one started."""
         self.proc = subprocess.Popen([*SHOAL, "tap", *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env(home))
-        wait_for(lambda: tap_subs(watch) >= 1, timeout=20, what="tap started")
+        wait_for(lambda: tap_subs(watch) >= taps, timeout=20, what="tap started")
 
     def stop(self) -> tuple[list[str], str]:
         self.proc.send_signal(signal.SIGINT)
@@ -147,11 +148,16 @@ def test_tap_lines_of_the_callee_show_mtls_and_to_filters_the_caller(mesh):
     t = Tap(home, "deploy/voting", "-n", "emojivoto", watch=voting)
     to = Tap(home, "deploy/web", "-n", "emojivoto", "--to", "deploy/voting", "-o", "wide",
              watch=web)
+    wide = Tap(home, "deploy/voting", "-n", "emojivoto", "-o", "wide", watch=voting, taps=2)
     assert call(web, "/call/vote/x") == 200
     assert call(web, "/direct") == 200  # web's own inbound: not to voting
     time.sleep(0.5)
     lines, _ = t.stop()
     to_lines, _ = to.stop()
+    wide_lines, _ = wide.stop()
+    # every caller is 127.0.0.1 here: the callee names it from its mTLS certificate
+    assert f"src_pod={web['name']}" in wide_lines[0], wide_lines
+    assert "src_deployment=web src_namespace=emojivoto" in wide_lines[0], wide_lines
     flow = rf"proxy=in  src=127\.0\.0\.1:\d+ dst=127\.0\.0\.1:{voting_port(voting)} tls=true"
     assert re.fullmatch(rf"req id=\d+:\d+ {flow} :method=GET "
                         r":authority=voting\.emojivoto:8080 :path=/vote/x", lines[0]), lines

@@ -53,6 +53,9 @@ def test_csr_flow_issues_a_24h_certificate_for_the_token_identity(identity):
     cert = x509.load_pem_x509_certificate(answer["certificate"].encode())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == [ID]
+    # the pod the token was issued to, which the CSR cannot choose
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
+        "urn:shoal:pod:emojivoto:emoji-abc-12345"]
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert 86400 <= lifetime.total_seconds() <= 86400 + 600
     assert answer["expiry"] == int(cert.not_valid_after_utc.timestamp())

@@ -22,7 +22,8 @@ from tests.support import tap_request
 
 
 @pytest.mark.parametrize("module", ["shoal.proxy.detect", "shoal.proxy.config",
-                                    "shoal.proxy.classify", "shoal.proxy.latency"])
+                                    "shoal.proxy.classify", "shoal.proxy.latency",
+                                    "shoal.proxy.identity"])
 def test_doctests(module):
     mod = importlib.import_module(module)
     if not mod.__file__.endswith(".py"):  # compiled (shoal.proxy.native): no docstrings to run

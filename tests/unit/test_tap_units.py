@@ -152,7 +152,7 @@ def test_tap_api_needs_the_token_and_makes_a_reveal_token(client, tmp_path):
 
 def test_events_get_workload_labels_routes_and_the_hop_tls(tmp_path):
     from shoal.control.registry import Pod
-    from shoal.control.tap_api import RouteNamer, enrich
+    from shoal.control.tap_api import Names, enrich
 
     plane = ControlPlane.open(ControlConfig(home=tmp_path))
     plane.destination.set_profile("emojivoto", "voting", {
@@ -162,7 +162,7 @@ def test_events_get_workload_labels_routes_and_the_hop_tls(tmp_path):
             "method": "POST", "pathRegex": "/vote/.*"}}]}})
     web = Pod(namespace="emojivoto", name="web-abc-1", deployment="web", replicaset="web-abc",
               pod_template_hash="abc", serviceaccount="web", created=0.0)
-    routes = RouteNamer(plane)
+    routes = Names(plane)
     out = enrich({"type": "req", "direction": "outbound", "tls": "no_identity",
                   "authority": "voting.emojivoto:8080", "method": "POST", "path": "/vote/x",
                   "dst_labels": {"dst_deployment": "voting", "dst_pod": "voting-1",
@@ -180,3 +180,14 @@ def test_events_get_workload_labels_routes_and_the_hop_tls(tmp_path):
                      web, routes)
     assert inbound["dst_labels"]["pod"] == "web-abc-1" and inbound["src_labels"] == {}
     assert inbound["route_labels"] == {}
+    # an mTLS caller, as its certificate names it: its whole workload when the pod is
+    # registered under that identity, else only what the identity says
+    plane.registry.pods[("emojivoto", "web-abc-1")] = web
+    ident = {"namespace": "emojivoto", "serviceaccount": "web"}
+    assert routes.caller({**ident, "pod": "web-abc-1"}) == {
+        "namespace": "emojivoto", "deployment": "web", "pod": "web-abc-1",
+        "pod_template_hash": "abc", "serviceaccount": "web"}
+    assert routes.caller({**ident, "pod": "web-gone-1"}) == ident
+    assert routes.caller({"namespace": "emojivoto", "serviceaccount": "other",
+                          "pod": "web-abc-1"}) == {"namespace": "emojivoto",
+                                                   "serviceaccount": "other"}

@@ -74,8 +74,13 @@ def new_issuer(anchor: x509.Certificate, anchor_key: ec.EllipticCurvePrivateKey,
 
 
 def sign_leaf(csr: x509.CertificateSigningRequest, identity: str, issuer: x509.Certificate,
-              issuer_key: ec.EllipticCurvePrivateKey, lifetime: float) -> x509.Certificate:
-    """A certificate for ``identity`` (DNS SAN) on the CSR's public key."""
+              issuer_key: ec.EllipticCurvePrivateKey, lifetime: float,
+              uri: str = "") -> x509.Certificate:
+    """A certificate for ``identity`` (DNS SAN) on the CSR's public key; ``uri``, when
+    given, is a second SAN (the pod's, ``shoal.proxy.identity.pod_uri``)."""
+    names: list[x509.GeneralName] = [x509.DNSName(identity)]
+    if uri:
+        names.append(x509.UniformResourceIdentifier(uri))
     now = _now()
     not_after = min(now + dt.timedelta(seconds=lifetime), issuer.not_valid_after_utc)
     return (x509.CertificateBuilder()
@@ -85,7 +90,7 @@ def sign_leaf(csr: x509.CertificateSigningRequest, identity: str, issuer: x509.C
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - BACKDATE)
             .not_valid_after(not_after)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(identity)]), False)
+            .add_extension(x509.SubjectAlternativeName(names), False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
             .add_extension(x509.KeyUsage(True, False, True, False, False, False, False,
                                          False, False), True)

@@ -3,8 +3,8 @@
 Theory of operation: the supervisor of a pod asks for a one-time *bootstrap token*
 bound to the pod and its identity (``<sa>.<ns>.serviceaccount.identity.shoal.local``)
 and hands it to the proxy with ``--bootstrap-token``. The proxy makes its own key,
-sends a CSR with that token and receives a 24 h certificate plus a one-time
-*renewal token*; each renewal spends the renewal token and returns a new one.
+sends a CSR with that token and receives a 24 h certificate (which also names the
+pod, ``shoal.proxy.identity.pod_uri``) plus a one-time *renewal token*; each renewal spends the renewal token and returns a new one.
 Any token issued to a pod, spent or not, also authenticates the proxy as Bearer for
 the destination API until the pod is deleted. Tokens are stored hashed.
 """
@@ -20,6 +20,8 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from shoal.proxy.identity import pod_uri
 
 from .ca import Authority, cert_pem, sign_leaf
 from .config import CONTROL_PLANE_IDENTITY, ControlConfig, identity_name
@@ -94,7 +96,7 @@ class Identity:
             asked = ", ".join(sorted(names)) or "no name"
             raise Forbidden(f"csr asks for {asked}; this token is for {wanted}")
         cert = sign_leaf(csr, wanted, self.authority.issuer, self.authority.issuer_key,
-                         self.config.cert_lifetime)
+                         self.config.cert_lifetime, pod_uri(record["namespace"], record["pod"]))
         expiry = cert.not_valid_after_utc.timestamp()
         record["used"] = True
         renew = secrets.token_urlsafe(24)

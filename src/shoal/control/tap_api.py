@@ -183,14 +183,15 @@ def peer_labels(dst_labels: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-class RouteNamer:
-    """Names the service-profile route of a request, as the proxies match them."""
+class Names:
+    """What the control plane adds to a proxy's event: the service-profile route of a
+    request, as the proxies match them, and the workload of an inbound caller."""
 
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
         self.parsed: dict[tuple[str, str], tuple[object, profile_model.Profile | None]] = {}
 
-    def __call__(self, ev: dict[str, Any]) -> dict[str, str]:
+    def route(self, ev: dict[str, Any]) -> dict[str, str]:
         host = str(ev.get("authority", "")).rpartition(":")[0] or str(ev.get("authority"))
         parts = host.split(".")
         if len(parts) < 2:
@@ -212,8 +213,25 @@ class RouteNamer:
         route = profile.route_for(str(ev.get("method", "")), str(ev.get("path", "")))
         return {"route": route.name if route is not None else "[DEFAULT]"}
 
+    def caller(self, labels: dict[str, Any]) -> dict[str, str]:
+        """An inbound request's source as workload labels, from what the proxy learnt
+        of its mTLS peer (``shoal.proxy.identity.peer_workload``): the whole workload
+        of the pod its certificate names when that pod is registered under the same
+        identity, else the identity's namespace and service account; {} in plaintext.
 
-def enrich(ev: dict[str, Any], pod: Pod, routes: RouteNamer) -> dict[str, Any]:
+        On one machine every caller's address is 127.0.0.1, so this is how ``top``
+        names a meshed source as Linkerd does from its pod IP.
+        """
+        out = {k: v for k, v in labels.items()
+               if k in ("namespace", "serviceaccount", "pod") and isinstance(v, str)}
+        pod = self.plane.registry.pods.get((out.get("namespace", ""), out.get("pod", "")))
+        if pod is not None and pod.serviceaccount == out.get("serviceaccount"):
+            return pod_labels(pod)
+        out.pop("pod", None)  # not a pod this control plane knows
+        return out
+
+
+def enrich(ev: dict[str, Any], pod: Pod, names: Names) -> dict[str, Any]:
     ev["namespace"], ev["pod"] = pod.namespace, pod.name
     mine = pod_labels(pod)
     if ev.get("direction") == "outbound":
@@ -226,9 +244,9 @@ def enrich(ev: dict[str, Any], pod: Pod, routes: RouteNamer) -> dict[str, Any]:
             # tls="true" for it too).
             ev["tls"] = "true"
     else:
-        ev["src_labels"] = peer_labels(ev.get("src_labels") or {})
+        ev["src_labels"] = names.caller(ev.get("src_labels") or {})
         ev["dst_labels"] = mine
-    ev["route_labels"] = routes(ev)
+    ev["route_labels"] = names.route(ev)
     return ev
 
 
@@ -265,14 +283,14 @@ class TapSession:
     is a pod whose proxy came back on another tap address.
     """
 
-    def __init__(self, pods: list[Pod], spec: dict[str, Any], routes: RouteNamer,
+    def __init__(self, pods: list[Pod], spec: dict[str, Any], names: Names,
                  follow: Callable[[], list[Pod]] | None = None,
                  tls: Callable[[], ssl.SSLContext] | None = None) -> None:
         self.pods = pods
         self.follow = follow
         self.tls = tls
         self.spec = spec
-        self.routes = routes
+        self.names = names
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_MAX)
         self.upstream_dropped: dict[str, int] = {}
         self.dropped = 0
@@ -366,7 +384,7 @@ class TapSession:
         elif kind == "stats":
             self.upstream_dropped[pod.name] = int(ev.get("dropped") or 0)
         elif kind in ("req", "rsp", "end"):
-            self._put(enrich(ev, pod, self.routes))
+            self._put(enrich(ev, pod, self.names))
 
     def _put(self, ev: dict[str, Any]) -> None:
         try:
@@ -422,7 +440,7 @@ async def open_session(plane: ControlPlane, body: TapIn, reveal: str | None) -> 
     spec = {"filter": flt, "max_rps": body.max_rps / len(pods), "headers": body.headers,
             "reveal": body.reveal, "failures": body.failures, "since": body.since}
     own = plane.own_identity
-    session = TapSession(pods, spec, RouteNamer(plane),
+    session = TapSession(pods, spec, Names(plane),
                          follow=lambda: pods_of(plane, kind, name, body.namespace),
                          tls=own.client_context if own is not None else None)
     await session.start()

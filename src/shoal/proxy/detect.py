@@ -188,8 +188,11 @@ class Detect(asyncio.Protocol):
         rt.connections.discard(self)
 
         def ready(tls: TlsServer, peer_id: str) -> None:
+            from .identity import peer_workload
+
             labels = {"tls": "true", "client_id": peer_id or "unknown"}
-            inner = Detect(rt, lambda: InboundSide(rt, labels), secure=True)
+            caller = peer_workload(tls.get_extra_info("peercert"))
+            inner = Detect(rt, lambda: InboundSide(rt, labels, caller), secure=True)
             tls.set_protocol(inner)
             inner.connection_made(tls)  # type: ignore[arg-type]
 

@@ -731,17 +731,15 @@ class Http1Downstream(_Buffered, asyncio.Protocol):
             return
         if self.inbound:
             tls = self.side.tls_value
-            src_labels = identity_labels(self.side.tls.get("client_id", ""))
         else:  # the hop tap describes is ours to the destination, mTLS when meshed
             tls = "true" if ep is not None and ep.identity and self.rt.credentials() else \
                 "no_identity"
-            src_labels = None
         ex.tap = hub.publish(
             subs, conn_id=self.conn_id, stream=self.requests - 1, direction=direction,
             src=self.peer, dst=ep.target_addr if ep else "", tls=tls, method=method,
             scheme="http", authority=authority, path=path,
             headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers],
-            src_labels=src_labels, dst_labels=dst_labels)
+            src_labels=self.side.caller, dst_labels=dst_labels)
 
     # -- upgrades: WebSocket and CONNECT -------------------------------------
 
@@ -1160,11 +1158,3 @@ def _route_ended(ex: Exchange, status: int, cls: str, error: str) -> None:
     rstats.response_ended(status, cls, None, error)
     if error != "timeout":
         rstats.attempt_ended(status, cls)
-
-
-def identity_labels(identity: str) -> dict[str, str] | None:
-    """``sa.ns.serviceaccount.identity...`` -> the caller's serviceaccount and namespace."""
-    parts = identity.split(".")
-    if len(parts) > 3 and parts[2] == "serviceaccount":
-        return {"serviceaccount": parts[0], "namespace": parts[1]}
-    return None

@@ -209,7 +209,8 @@ class H2Downstream(H2Peer):
                     subs, conn_id=self.conn_id, stream=sid, direction=side.direction,
                     src=self.peer_addr(), dst=ep.target_addr if ep is not None else "",
                     tls=side.tls_value, method=m, scheme=sch, authority=auth, path=p,
-                    headers=text_headers(fwd), dst_labels=dst_labels)
+                    headers=text_headers(fwd), src_labels=side.caller,
+                    dst_labels=dst_labels)
         if ep is not None:
             self.route(ex, ep, target, method, path)
         elif target is not None and target.pending is not None and not target.pending.done():

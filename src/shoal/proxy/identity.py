@@ -98,6 +98,44 @@ def peer_identity(cert: dict | None) -> str:  # type: ignore[type-arg]
     return ""
 
 
+_POD_URI = "urn:shoal:pod:"
+
+
+def pod_uri(namespace: str, pod: str) -> str:
+    """The URI SAN the control plane adds to a pod's certificate, naming the pod.
+
+    The identity names a service account, shared by every pod of a deployment and
+    often by several deployments; on Kubernetes the pod IP tells the callers apart,
+    but on one machine every caller is 127.0.0.1. The pod comes from the bootstrap
+    token the control plane gave that pod, so a proxy cannot claim another's.
+
+    >>> pod_uri("emojivoto", "web-5f7c8d9b4-x2k9q")
+    'urn:shoal:pod:emojivoto:web-5f7c8d9b4-x2k9q'
+    """
+    return f"{_POD_URI}{namespace}:{pod}"
+
+
+def peer_workload(cert: dict | None) -> dict[str, str]:  # type: ignore[type-arg]
+    """Who a verified peer is, as tap's source labels: the namespace and service account
+    of its identity, and its pod when the certificate names one; {} for no identity.
+
+    >>> peer_workload({"subjectAltName": (
+    ...     ("DNS", "web.shop.serviceaccount.identity.shoal.local"),
+    ...     ("URI", "urn:shoal:pod:shop:web-1"))})
+    {'namespace': 'shop', 'serviceaccount': 'web', 'pod': 'web-1'}
+    """
+    parts = peer_identity(cert).split(".")
+    if len(parts) < 4 or parts[2] != "serviceaccount":
+        return {}
+    out = {"namespace": parts[1], "serviceaccount": parts[0]}
+    for kind, value in (cert or {}).get("subjectAltName", ()):
+        if kind == "URI" and str(value).startswith(_POD_URI):
+            namespace, _, pod = str(value)[len(_POD_URI):].partition(":")
+            if namespace == out["namespace"] and pod:
+                out["pod"] = pod
+    return out
+
+
 class Identity:
     """Holds the current credentials; ``current`` is None until the first certificate."""
 

@@ -19,11 +19,15 @@ class Side:
     #: "in" or "out" as tap prints it
     proxy = "in"
 
-    def __init__(self, runtime: Runtime, src_tcp: TcpStats, tls: dict[str, str]) -> None:
+    def __init__(self, runtime: Runtime, src_tcp: TcpStats, tls: dict[str, str],
+                 caller: dict[str, str] | None = None) -> None:
         self.runtime = runtime
         self.src_tcp = src_tcp
         self.tls = tls
         self.tls_value = tls.get("tls", "no_identity")
+        #: inbound over mTLS: the caller's workload as its certificate says
+        #: (``identity.peer_workload``), the source labels of tap events
+        self.caller = caller
 
     def target(self, authority: str) -> Target | None:
         """The target for requests to ``authority``; None: answer 502 no route."""
@@ -42,10 +46,11 @@ class Side:
 class InboundSide(Side):
     """Accepted on the inbound listener: every request goes to the local app."""
 
-    def __init__(self, runtime: Runtime, tls: dict[str, str] | None = None) -> None:
+    def __init__(self, runtime: Runtime, tls: dict[str, str] | None = None,
+                 caller: dict[str, str] | None = None) -> None:
         tls = tls or PLAINTEXT_INBOUND
         traffic, src_tcp, app_tcp = runtime.inbound_stats(tls)
-        super().__init__(runtime, src_tcp, tls)
+        super().__init__(runtime, src_tcp, tls, caller or None)
         assert runtime.config.app is not None
         self.app = Endpoint(runtime.config.app, {}, None, traffic, app_tcp)
         self.app_target = Target("app", [self.app])
