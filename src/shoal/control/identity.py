@@ -4,9 +4,10 @@ Theory of operation: the supervisor of a pod asks for a one-time *bootstrap toke
 bound to the pod and its identity (``<sa>.<ns>.serviceaccount.identity.shoal.local``)
 and hands it to the proxy with ``--bootstrap-token``. The proxy makes its own key,
 sends a CSR with that token and receives a 24 h certificate (which also names the
-pod, ``shoal.proxy.identity.pod_uri``) plus a one-time *renewal token*; each renewal spends the renewal token and returns a new one.
-Any token issued to a pod, spent or not, also authenticates the proxy as Bearer for
-the destination API until the pod is deleted. Tokens are stored hashed.
+pod, ``shoal.proxy.identity.pod_uri``) plus a one-time *renewal token*; each renewal
+spends the renewal token and returns a new one. Any token issued to a pod, spent or
+not, also authenticates the proxy as Bearer for the destination API until the pod is
+deleted. Tokens are stored hashed.
 """
 
 from __future__ import annotations
