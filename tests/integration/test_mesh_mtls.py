@@ -111,16 +111,45 @@ def test_strict_mtls_refuses_plaintext_but_serves_the_mesh(mesh):
     home, tmp = mesh
     pods = caller_and_callee(home, tmp, "bank", "vault", "teller", "--mtls", "strict")
     assert via(pods["teller"]["outbound"], "http://vault.bank:9000/") == [200]
-    host, port = pods["vault"]["inbound"].rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: vault\r\n\r\n")
-        try:
-            assert s.recv(100) == b""
-        except ConnectionResetError:
-            pass
+    assert plaintext_refused(pods["vault"]["inbound"])
     m = scrape(pods["vault"]["admin"])
     assert metric(m, "proxy_errors_total", error="plaintext_refused") == 1
     assert metric(m, "request_total", direction="inbound", tls="true") == 1
+
+
+def plaintext_refused(inbound: str) -> bool:
+    """A plaintext request to a pod's inbound listener gets no answer (closed)."""
+    host, port = inbound.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            return s.recv(100) == b""
+        except ConnectionResetError:
+            return True
+
+
+def test_strict_mtls_mesh_wide_with_a_deployment_that_opts_out(tmp_path):
+    home = tmp_path / "home"
+    (tmp_path / "app.py").write_text(APP)
+    shoal(home, "up", "--api", "127.0.0.1:0", "--mtls", "strict")
+    try:
+        pods = caller_and_callee(home, tmp_path, "bank", "vault", "teller")
+        shoal(home, "run", "-n", "bank", "--name", "lobby", "--port", "9002", "--mtls",
+              "permissive", "--", sys.executable, str(tmp_path / "app.py"))
+        modes = {d["name"]: d["mtls"] for d in get_json(home, "deploy", "-n", "bank")}
+        assert modes == {"vault": "strict", "teller": "strict", "lobby": "permissive"}
+        lobby = next(p for p in get_json(home, "pods", "-n", "bank")
+                     if p["deployment"] == "lobby")
+        assert via(pods["teller"]["outbound"], "http://vault.bank:9000/") == [200]
+        assert plaintext_refused(pods["vault"]["inbound"])
+        assert httpx.get(f"http://{lobby['inbound']}/", timeout=5,
+                         trust_env=False).status_code == 200
+        m = scrape(pods["vault"]["admin"])
+        assert metric(m, "proxy_errors_total", error="plaintext_refused") == 1
+    finally:
+        shoal(home, "down", check=False)
+        for pid in processes_mentioning(str(home)):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_traffic_carries_on_when_the_control_plane_is_killed(mesh):

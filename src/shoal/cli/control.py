@@ -19,12 +19,15 @@ from .client import home_option
               help="How often the proxies are scraped (1s..10m, default 10s).")
 @click.option("--prometheus-url", envvar="SHOAL_PROMETHEUS_URL", metavar="URL",
               help="Answer metrics queries from this Prometheus instead of the embedded store.")
+@click.option("--mtls", type=click.Choice(["strict", "permissive"]),
+              envvar="SHOAL_CONTROL_MTLS",
+              help="Mesh-wide default of `shoal run --mtls` (default permissive).")
 @click.option("--dashboard-host", "dashboard_hosts", multiple=True,
               envvar="SHOAL_DASHBOARD_HOSTS", metavar="NAME",
               help="A host name browsers use for the dashboard (IP addresses and localhost "
               "always work; other names are refused against DNS rebinding). Repeatable.")
 def command(home, api: str, cert_lifetime: str | None, pod_stale_after: str | None,
-            scrape_interval: str | None, prometheus_url: str | None,
+            scrape_interval: str | None, prometheus_url: str | None, mtls: str | None,
             dashboard_hosts: tuple[str, ...]) -> None:
     """Run the control plane (API, destination, identity) in the foreground."""
     from shoal.control.config import ControlConfig
@@ -34,7 +37,7 @@ def command(home, api: str, cert_lifetime: str | None, pod_stale_after: str | No
     from .client import fail
 
     settings = {"home": str(home.root), "api": api, "cert_lifetime": cert_lifetime or "",
-                "pod_stale_after": pod_stale_after or "",
+                "pod_stale_after": pod_stale_after or "", "mtls": mtls or "",
                 "dashboard_hosts": ",".join(dashboard_hosts)}
     try:
         from shoal.control.metrics import MetricsConfig

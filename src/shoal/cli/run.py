@@ -38,8 +38,9 @@ def _env_pairs(_ctx: click.Context, _param: click.Parameter, values: tuple[str, 
 @click.option("--replicas", default=1, show_default=True, type=click.IntRange(0, 100))
 @click.option("--service-port", type=click.IntRange(1, 65535),
               help="Port of the service NAME.NS (default: --port).")
-@click.option("--mtls", type=click.Choice(["strict", "permissive"]), default="permissive",
-              show_default=True)
+@click.option("--mtls", type=click.Choice(["strict", "permissive"]),
+              help="strict: refuse plaintext connections from outside the pod "
+              "(default: the mesh's, `shoal up --mtls`; permissive unless set there).")
 @click.option("--service-account", default="default", show_default=True)
 @click.option("--env", "env", multiple=True, callback=_env_pairs, metavar="KEY=VALUE",
               help="Environment of the app (repeatable).")
@@ -55,9 +56,9 @@ def _env_pairs(_ctx: click.Context, _param: click.Parameter, values: tuple[str, 
               help="Proxy executable to run instead of `shoal proxy` (tests).")
 @click.argument("cmd", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
 def command(home, namespace: str, name: str, port: int, replicas: int,
-            service_port: int | None, mtls: str, service_account: str, env: dict[str, str],
-            host: str, advertise: str | None, attach: bool, timeout: float, proxy_command: str | None,
-            cmd: tuple[str, ...]) -> None:
+            service_port: int | None, mtls: str | None, service_account: str,
+            env: dict[str, str], host: str, advertise: str | None, attach: bool,
+            timeout: float, proxy_command: str | None, cmd: tuple[str, ...]) -> None:
     """Run CMD meshed: one proxy per replica, supervised, registered with the control plane.
 
     \b
@@ -78,6 +79,7 @@ def command(home, namespace: str, name: str, port: int, replicas: int,
             "env": env, "replicas": replicas, "service_port": service_port,
             "service_account": service_account, "mtls": mtls})
         rs = applied["replicaset"]
+        mtls = applied["deployment"]["mtls"]  # the mesh's default when not given
         spec = {"namespace": namespace, "deployment": name, "replicaset": rs["name"],
                 "pod_template_hash": rs["pod_template_hash"], "replicas": replicas,
                 "command": list(cmd), "env": env, "cwd": os.getcwd(),

@@ -18,8 +18,12 @@ from .client import home_option
 @click.option("--prometheus-url", metavar="URL",
               help="Answer metrics queries from this Prometheus (it scrapes the targets in "
               "$SHOAL_HOME/prometheus/targets.json; see `shoal prometheus-config`).")
+@click.option("--mtls", type=click.Choice(["strict", "permissive"]),
+              help="Mesh-wide default of `shoal run --mtls`: strict refuses plaintext "
+              "connections to every pod whose deployment does not say otherwise "
+              "(default permissive).")
 def command(home, api: str, foreground: bool, timeout: float, scrape_interval: str | None,
-            prometheus_url: str | None) -> None:
+            prometheus_url: str | None, mtls: str | None) -> None:
     """Start the control plane; prints its URL once it answers."""
     from shoal.control import daemon
     from shoal.control.config import ControlConfig
@@ -36,10 +40,11 @@ def command(home, api: str, foreground: bool, timeout: float, scrape_interval: s
                                        "prometheus_url": prometheus_url or ""})
         # the detached control plane reads them from its environment
         for key, value in (("SHOAL_SCRAPE_INTERVAL", scrape_interval),
-                           ("SHOAL_PROMETHEUS_URL", prometheus_url)):
+                           ("SHOAL_PROMETHEUS_URL", prometheus_url),
+                           ("SHOAL_CONTROL_MTLS", mtls)):
             if value:
                 os.environ[key] = value
-        config = ControlConfig.parse({"home": str(home.root), "api": api})
+        config = ControlConfig.parse({"home": str(home.root), "api": api, "mtls": mtls or ""})
         running = daemon.running_control(home)
         if running and daemon.healthy(running["url"], home.token()):
             click.echo(running["url"])

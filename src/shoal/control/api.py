@@ -75,7 +75,8 @@ def create_app(plane: ControlPlane) -> FastAPI:
                               command=tuple(body.command), port=body.port,
                               env=tuple(sorted(body.env.items())), replicas=body.replicas,
                               service_port=body.service_port,
-                              service_account=body.service_account, mtls=body.mtls)
+                              service_account=body.service_account,
+                              mtls=body.mtls or plane.config.mtls)
         dep, rs, old = plane.registry.apply(spec)
         return {"deployment": dep, "replicaset": rs, "drain": old}
 

@@ -67,6 +67,8 @@ class ControlConfig:
     watch_heartbeat: float = 10.0
     max_body: int = 1 << 20
     dashboard_hosts: tuple[str, ...] = ()
+    #: the mesh-wide default of a deployment's inbound mTLS (``shoal run --mtls``)
+    mtls: str = "permissive"
 
     @classmethod
     def parse(cls, env: Mapping[str, str]) -> ControlConfig:
@@ -89,6 +91,10 @@ class ControlConfig:
         if env.get("dashboard_hosts"):
             kw["dashboard_hosts"] = tuple(
                 h.strip().lower() for h in str(env["dashboard_hosts"]).split(",") if h.strip())
+        if env.get("mtls"):
+            if env["mtls"] not in ("strict", "permissive"):
+                raise InvalidRequest("mtls must be strict or permissive")
+            kw["mtls"] = env["mtls"]
         if env.get("max_body"):
             if not str(env["max_body"]).isdigit():
                 raise InvalidRequest("max_body must be a number of bytes")

@@ -36,7 +36,8 @@ class DeploymentIn(Strict):
     replicas: Annotated[int, Field(ge=0, le=100)] = 1
     service_port: Port | None = None
     service_account: Name = "default"
-    mtls: Literal["strict", "permissive"] = "permissive"
+    #: None: the mesh's default (``shoal up --mtls``)
+    mtls: Literal["strict", "permissive"] | None = None
 
 
 class ScaleIn(Strict):
