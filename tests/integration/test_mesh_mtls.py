@@ -152,6 +152,26 @@ def test_strict_mtls_mesh_wide_with_a_deployment_that_opts_out(tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
+def test_check_proxy_waits_for_the_first_scrape(tmp_path):
+    home = tmp_path / "home"
+    (tmp_path / "app.py").write_text(APP)
+    shoal(home, "up", "--api", "127.0.0.1:0", "--scrape-interval", "1s")
+    try:
+        shoal(home, "run", "-n", "shop", "--name", "cart", "--port", "9000", "--",
+              sys.executable, str(tmp_path / "app.py"))
+        ok = shoal(home, "check", "--proxy", "-n", "shop", "--wait", "30s")
+        for line in ("√ data plane namespace exists", "√ data plane proxies are ready (1",
+                     "√ data plane proxies hold certificates",
+                     "√ data plane proxy metrics are scraped"):
+            assert line in ok.stdout, ok.stdout
+        gone = shoal(home, "check", "--proxy", "-n", "nope", check=False)
+        assert gone.returncode == 1 and "the namespace nope does not exist" in gone.stdout
+    finally:
+        shoal(home, "down", check=False)
+        for pid in processes_mentioning(str(home)):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_traffic_carries_on_when_the_control_plane_is_killed(mesh):
     home, tmp = mesh
     pods = caller_and_callee(home, tmp, "shop", "cart", "front")

@@ -43,9 +43,11 @@ def expiry(what: str, not_after: float, now: float) -> Outcome:
 
 
 def run_checks(get: Callable[[str], Any], client_version: str | None = None,
-               first: Sequence[Check] = ()) -> list[dict[str, Any]]:
+               first: Sequence[Check] = (), proxy: bool = False,
+               namespace: str | None = None) -> list[dict[str, Any]]:
     """Every category; ``first`` runs before the API is asked (the CLI's "is it
-    running"), ``client_version`` adds the version-match check."""
+    running"), ``client_version`` adds the version-match check, ``proxy`` the
+    data plane's own checks (`shoal check --proxy`, for ``namespace`` or all)."""
     now = time.time()
     box: dict[str, Any] = {}
 
@@ -103,7 +105,12 @@ def run_checks(get: Callable[[str], Any], client_version: str | None = None,
         ("proxy certificates are not expired", proxy_certs),
     ]))
 
-    pods = get("/api/v1/pods")
+    pods = [p for p in get("/api/v1/pods") if namespace in (None, p["namespace"])]
+
+    def namespace_exists() -> Outcome:
+        if not any(n["name"] == namespace for n in get("/api/v1/namespaces")):
+            return "error", f"the namespace {namespace} does not exist"
+        return None
 
     def proxies_ready() -> Outcome:
         waiting = [f"{p['namespace']}/{p['name']} ({p['status']})" for p in pods
@@ -112,7 +119,41 @@ def run_checks(get: Callable[[str], Any], client_version: str | None = None,
             return "error", "not ready: " + ", ".join(waiting)
         return None
 
-    categories.append(run_category("shoal-data-plane", [
-        (f"data plane proxies are ready ({len(pods)} registered)", proxies_ready),
-    ]))
+    def proxies_certified() -> Outcome:
+        issued = {c["pod"]: c for c in ident["certificates"]}
+        missing = [f"{p['namespace']}/{p['name']}" for p in pods
+                   if f"{p['namespace']}/{p['name']}" not in issued]
+        if missing:  # started while the control plane was away: plaintext until restarted
+            return "warning", ("no certificate, so no mTLS (restart the pod to get one): "
+                               + ", ".join(missing))
+        return None
+
+    def proxies_scraped() -> Outcome:
+        answer = get("/api/v1/metrics/targets")
+        if answer["backend"] != "embedded":
+            return None  # Prometheus scrapes them; its own targets page tells
+        health = {t["target"]: t for t in answer["targets"]}
+        failing, pending = [], []
+        for p in pods:
+            h = health.get(f"{p['namespace']}/{p['name']}")
+            if h is None or h["last_ok"] is None and h["last_error"] is None:
+                pending.append(f"{p['namespace']}/{p['name']}")
+            elif not h["healthy"]:
+                failing.append(f"{p['namespace']}/{p['name']}: {h['last_error']}")
+        if failing:
+            return "error", "scrapes failing: " + "; ".join(failing)
+        if pending:  # the first scrape comes within one scrape interval
+            every = answer["scrape_interval"]
+            return "error", (f"not scraped yet (every {every:g}s; --wait waits for it): "
+                             + ", ".join(pending))
+        return None
+
+    data_plane: list[Check] = [
+        (f"data plane proxies are ready ({len(pods)} registered)", proxies_ready)]
+    if proxy:
+        if namespace is not None:
+            data_plane.insert(0, ("data plane namespace exists", namespace_exists))
+        data_plane += [("data plane proxies hold certificates", proxies_certified),
+                       ("data plane proxy metrics are scraped", proxies_scraped)]
+    categories.append(run_category("shoal-data-plane", data_plane))
     return categories
