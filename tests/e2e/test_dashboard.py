@@ -211,6 +211,7 @@ def test_control_plane_page_and_check(page):
             break
         time.sleep(2)
     assert "control plane components are healthy" in text and "×" not in text, text
+    assert "data plane proxy metrics are scraped" in text, text
     assert NS in page.locator('[data-testid="table-namespaces"]').inner_text()
     shot(page, "08-control-plane")
 

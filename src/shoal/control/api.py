@@ -61,12 +61,16 @@ def create_app(plane: ControlPlane) -> FastAPI:
 
     @app.get("/api/v1/check", dependencies=[Operator])
     def check() -> list[dict[str, Any]]:
-        """The categories of `shoal check -o json`, run by the control plane itself."""
+        """The categories of `shoal check --proxy -o json`, run by the control plane
+        itself."""
         from .checks import run_checks
+        from .metrics import Metrics
+        from .metrics_api import scrape_targets
 
         answers = {"/api/v1/health": plane.health, "/api/v1/identity": plane.identity.status,
-                   "/api/v1/pods": lambda: plane.registry.listing("pods")}
-        return run_checks(lambda path: answers[path]())
+                   "/api/v1/pods": lambda: plane.registry.listing("pods"),
+                   "/api/v1/metrics/targets": lambda: scrape_targets(Metrics.attach(plane))}
+        return run_checks(lambda path: answers[path](), proxy=True)
 
     @app.post("/api/v1/deployments", dependencies=[Operator])
     async def apply_deployment(body: DeploymentIn) -> dict[str, Any]:

@@ -150,14 +150,18 @@ def overview(request: Request) -> list[dict[str, Any]]:
     return views.overview(_metrics(request).plane.registry)
 
 
-@router.get("/api/v1/metrics/targets")
-def targets(request: Request) -> dict[str, Any]:
+def scrape_targets(m: Metrics) -> dict[str, Any]:
     """The scrape health of every proxy, and which backend answers queries."""
-    m = _metrics(request)
     healthy, message = m.health()
     return {"backend": m.backend.name, "scrape_interval": m.config.scrape_interval,
             "healthy": healthy, "message": message, "targets": m.target_health(),
             "prometheus_targets_file": str(m.targets_file)}
+
+
+@router.get("/api/v1/metrics/targets")
+def targets(request: Request) -> dict[str, Any]:
+    """The scrape health of every proxy, and which backend answers queries."""
+    return scrape_targets(_metrics(request))
 
 
 @router.get("/api/v1/metrics/prometheus-config")
