@@ -12,6 +12,7 @@ medians of CPU time, judged against the targets of issue 4; nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -24,6 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from array import array
+from bisect import bisect_right
+from operator import sub
 
 from bench import sections
 from shoal.proxy.latency import LatencySketch
@@ -276,13 +280,85 @@ def fill(directory: str, workloads: int, hours: float) -> float:
     return now - 10.0
 
 
+class Calibration:
+    """A fixed workload shaped like a range query, timed beside the queries: this
+    machine's speed drifts by up to 1.8x over minutes, so a query's time means
+    little without the speed of the moment. Each run opens a small SQLite file
+    afresh (cold page cache, as a query's first reads), reads 400 blobs of 360
+    float64 and does the kind of Python a range query does with them (bisects,
+    C-level sums and differences, dict updates); it touches nothing of the store.
+    """
+
+    TARGETS, SERIES, VALUES, EDGES = 50, 8, 360, 121
+
+    def __init__(self, directory: str) -> None:
+        self.path = os.path.join(directory, "calibration.sqlite")
+        rnd = random.Random(4)
+        db = sqlite3.connect(self.path, isolation_level=None)
+        db.execute("CREATE TABLE c(target INTEGER, series INTEGER, vals BLOB, "
+                   "PRIMARY KEY(target, series)) WITHOUT ROWID")
+        db.execute("BEGIN")
+        for t in range(self.TARGETS):
+            for s in range(self.SERIES):
+                v, col = 0.0, array("d")
+                for _ in range(self.VALUES):
+                    v += rnd.randint(0, 20)
+                    col.append(v)
+                db.execute("INSERT INTO c VALUES (?,?,?)", (t, s, col.tobytes()))
+        db.execute("COMMIT")
+        db.close()
+        self.line = [10.0 * i for i in range(self.VALUES)]
+        step = self.line[-1] / self.EDGES
+        self.edges = [step * i for i in range(self.EDGES)]
+        self.runs: list[float] = []
+
+    def run(self) -> float:
+        """CPU seconds of one run (also kept in ``runs``). The collector is off: a
+        collection would cost what the process holds, not what the machine does."""
+        gc.disable()
+        try:
+            return self._run()
+        finally:
+            gc.enable()
+
+    def _run(self) -> float:
+        t = time.thread_time()
+        db = sqlite3.connect(self.path)
+        line, edges = self.line, self.edges
+        out: dict[int, list[float]] = {}
+        for target in range(self.TARGETS):
+            cols = []
+            for (blob,) in db.execute("SELECT vals FROM c WHERE target=?", (target,)):
+                col = array("d")
+                col.frombytes(blob)
+                cols.append(col)
+            at = [bisect_right(line, e) - 1 for e in edges]
+            sums = list(map(sum, zip(*cols, strict=True)))
+            picked = list(map(sums.__getitem__, at))
+            out[target] = list(map(sub, picked[1:], picked[:-1]))
+        vecs: list[dict[int, float]] = [{} for _ in edges]
+        for target, d in out.items():
+            for vec, x in zip(vecs, d, strict=False):
+                vec[target] = vec.get(target, 0.0) + x
+        db.close()
+        took = time.thread_time() - t
+        self.runs.append(took)
+        return took
+
+    def median(self, times: int = 3) -> float:
+        return statistics.median(self.run() for _ in range(times))
+
+
 def part_queries(directory: str, now: float) -> dict[str, object]:
     """Runs in a fresh process: what the control plane holds with this data open.
 
     Each query is timed (CPU) first in the fresh process (*cold*: nothing cached),
     then repeated at the same instant (*warm*, median of 5), then a minute later,
     when every window has moved on by a minute (what a dashboard refreshing its
-    charts pays once a minute)."""
+    charts pays once a minute). The calibration workload runs just before each
+    query (median of 3), so each one's times can be put against the machine's
+    speed of that moment."""
+    calibration = Calibration(tempfile.mkdtemp(prefix="shoal-bench-cal-"))
     rss0 = rss_mib()
     store = Store(directory)
     rss_open = rss_mib()
@@ -321,6 +397,7 @@ def part_queries(directory: str, now: float) -> dict[str, object]:
     out: dict[str, object] = {}
     for name, fn in cases.items():
         clock[0] = now
+        speed = calibration.median()
         t = time.thread_time()
         fn()
         cold = time.thread_time() - t
@@ -333,13 +410,15 @@ def part_queries(directory: str, now: float) -> dict[str, object]:
         t = time.thread_time()
         fn()
         out[name] = {"cold": cold, "warm": statistics.median(warm),
-                     "later": time.thread_time() - t}
+                     "later": time.thread_time() - t, "calibration": speed}
     out["rss_imports"] = rss0
     out["rss_open"] = rss_open
     out["rss"] = rss_mib()
     out["series"] = len(store.series)
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     out["disk"] = store.size_bytes()
+    out["calibration"] = calibration.runs
+    shutil.rmtree(os.path.dirname(calibration.path), ignore_errors=True)
     return out
 
 
@@ -348,6 +427,9 @@ def part_queries(directory: str, now: float) -> dict[str, object]:
 INGEST_MAX_S = 0.005
 QUERY_MAX_S = 0.100
 RSS_MAX_MB = 200.0
+#: ``Calibration.run`` in this machine's fast phases (December 2026): a run's median
+#: over this is how much slower the machine ran than then
+CALIBRATION_REF_S = 0.0060
 
 
 def _verdict(ok: bool) -> str:
@@ -387,6 +469,14 @@ def render(ingest: dict[str, dict[str, float]], size: dict[str, float] | None,
             name, worst = max(((k, v[phase]) for k, v in qs.items()), key=lambda x: x[1])
             lines.append(f"| slowest query, {what} | {ms(worst)} (`{name}`) | ≤ 100 ms | "
                          f"{_verdict(worst <= QUERY_MAX_S)} |")
+        runs = queries.get("calibration")
+        if isinstance(runs, list) and runs:
+            mid = statistics.median(runs)
+            lines.append(f"| calibration workload beside the queries (`Calibration`; "
+                         f"{CALIBRATION_REF_S * 1000:.1f} ms in this machine's fast "
+                         f"phases) | {ms(mid)} (median of {len(runs)}, "
+                         f"{ms(min(runs))}-{ms(max(runs))}): "
+                         f"{mid / CALIBRATION_REF_S:.2f}x | reported | INFO |")
         rss_mb = float(queries["rss"]) * 1048576 / 1e6  # type: ignore[arg-type]
         lines.append(f"| RSS holding 6 h of 50 workloads, after the queries | "
                      f"{rss_mb:.0f} MB | ≤ 200 MB | {_verdict(rss_mb <= RSS_MAX_MB)} |")
@@ -398,12 +488,16 @@ def render(ingest: dict[str, dict[str, float]], size: dict[str, float] | None,
                   f"{meta['hours']:g} h of data (scraped every 10 s), "
                   f"{queries['series']:,} series, "
                   f"{mib(float(queries['disk']))} on disk "  # type: ignore[arg-type]
-                  "(CPU ms):", "",
-                  "| query | cold | warm | a minute later |", "| --- | --- | --- | --- |"]
+                  "(CPU ms; the last column is the calibration workload's median just "
+                  "before the query's first run, "
+                  f"{CALIBRATION_REF_S * 1000:.1f} in fast phases):", "",
+                  "| query | cold | warm | a minute later | calibration just before |",
+                  "| --- | --- | --- | --- | --- |"]
         for name, v in queries.items():
             if isinstance(v, dict):
+                cal = f"{v['calibration'] * 1000:.1f}" if "calibration" in v else ""
                 lines.append(f"| `{name}` | {v['cold'] * 1000:.1f} | {v['warm'] * 1000:.1f} "
-                             f"| {v['later'] * 1000:.1f} |")
+                             f"| {v['later'] * 1000:.1f} | {cal} |")
         lines += ["", f"RSS: {queries['rss_imports']:.0f} MiB after the imports, "
                   f"{queries['rss_open']:.0f} MiB with the store open, "
                   f"{queries['rss']:.0f} MiB after the queries."]
