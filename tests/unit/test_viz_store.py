@@ -497,23 +497,46 @@ _EVENT = st.tuples(st.integers(5, 1500), st.integers(0, 40),
                    st.sampled_from(["scrape"] * 6 + ["restart", "late", "reopen", "toggle"]))
 
 
+def as_series(times, vectors):
+    """``Queries.series``'s points from one vector per time."""
+    out = {}
+    for t, vec in zip(times, vectors, strict=True):
+        for k, v in vec.items():
+            out.setdefault(k, []).append((t, v))
+    return out
+
+
 @given(st.lists(_EVENT, min_size=4, max_size=40), st.sampled_from([30, 60, 180, 600]),
-       st.booleans())
-@settings(max_examples=40, deadline=None)
-def test_range_queries_from_columns_equal_those_from_records(events, step, rate):
-    """Range queries read closed steps from the store's columns (hours as one chunk)
-    and the rest from its records; the answers are those of the records alone,
-    whatever happens: gaps longer than a step or an hour, restarts, a series that
-    comes and goes, a scrape stamped inside a step already closed for its idle
-    proxy, reopening the store, raw data expiring."""
+       st.booleans(), st.integers(0, 40), st.sampled_from([0.5, 1, 1, 2]),
+       st.sampled_from([2 * 3600, 2 * 3600, 600]))
+@example([(5, 3, "scrape"), (900, 2, "scrape"), (5, 2, "scrape"), (1200, 1, "scrape")] * 3,
+         180, False, 3, 1, 7200)  # a proxy appearing inside a window: counted from its first
+@example([(210, 2, "scrape")] * 60, 600, True, 0, 1, 7200)  # every window counts
+@example([(30, 5, "scrape")] * 30, 600, False, 0, 0.5, 600)  # an end a chunk before a start
+@example([(g, a, "scrape") for g, a in zip(  # edges of both tiers at one time
+    [672, 645, 1475, 19, 1278, 855, 1404, 1148, 1478, 354, 544, 1028, 744, 955, 235, 910,
+     1181, 979, 999, 1165, 774, 609, 170, 1398, 942, 436, 837, 680, 1492, 844],
+    [16, 21, 16, 33, 21, 28, 5, 38, 22, 15, 7, 25, 37, 33, 24, 32, 19, 10, 33, 39, 1, 0, 38,
+     25, 9, 8, 30, 12, 32, 39], strict=True)], 600, True, 21, 2, 7200)
+@settings(max_examples=60, deadline=None)
+def test_range_queries_from_columns_equal_those_from_records(events, step, rate, appear,
+                                                             wide, raw):
+    """Range queries read the store's columns (hours as one chunk), the records of the
+    open step and, for edges older than the raw data, the history's records; the
+    answers, as vectors and as ``Queries.series``'s points (groups in order), are
+    those of the records alone, whatever happens: gaps longer than a step or an hour,
+    restarts, a series that comes and goes, a scrape stamped inside a step already
+    closed for its idle proxy, a proxy that appears late, reopening the store, raw
+    data expiring (after 2 h, or 10 minutes: inside the open hour, whose columns are
+    kept per step), windows shorter or longer than the step."""
     import tempfile
-    cfg = StoreConfig(raw_retention=2 * 3600, history_retention=4 * 3600, history_step=60,
+    cfg = StoreConfig(raw_retention=raw, history_retention=4 * 3600, history_step=60,
                       compact_every=60)
     with tempfile.TemporaryDirectory() as d:
         s = Store(d, cfg)
-        web, api = POD, workload("ns", "api")
+        web, api, db = POD, workload("ns", "api"), workload("ns2", "db")
         now, total, start, before, extra = T0, [0, 0], 1.0, T0, False
-        for gap, add, what in events:
+        for i, (gap, add, what) in enumerate(events):
             now += gap
             if what == "restart":
                 total, start = [0, 0], start + 1
@@ -529,14 +552,62 @@ def test_range_queries_from_columns_equal_those_from_records(events, step, rate)
                 s.ingest(api, before + 1, two_counters(add, 0, 1.0, False))
             before = now
             s.ingest(api, now - 3, two_counters(2 * total[0], 0, 1.0, extra))
+            if i >= appear:
+                s.ingest(db, now - 7, two_counters(3 * i, i, 1.0, True))
         end = math.ceil(now / step) * step
         times = [end - i * step for i in range(min(120, int(3 * 3600 / step)), -1, -1)]
-        for by in ((), ("deployment",), ("code",)):
-            want = EmbeddedBackend(s, 10.0, clock=lambda: now, columns=False).increase_range(
-                "request_total", None, times, step, by, rate)
-            got = EmbeddedBackend(s, 10.0, clock=lambda: now).increase_range(
-                "request_total", None, times, step, by, rate)
+        for by in ((), ("deployment",), ("code",), ("namespace", "code")):
+            records = EmbeddedBackend(s, 10.0, clock=lambda: now, columns=False)
+            want = records.increase_range("request_total", None, times, wide * step, by, rate)
+            columns = EmbeddedBackend(s, 10.0, clock=lambda: now)
+            got = columns.increase_range("request_total", None, times, wide * step, by, rate)
             assert got == want
+            points = columns.increase_series("request_total", None, times, wide * step, by,
+                                             rate)
+            assert list(points.items()) == list(as_series(times, want).items())
+        s.close()
+
+
+def test_a_window_from_the_history_counts_a_proxy_from_its_first_record(tmp_path):
+    """A range's first window can start before the raw data (in the history) and end
+    in it: a proxy with no history record at or before its start counts from its
+    first one, and when that is the window's last record too, the window has an
+    increase of 0 and no rate; the columns answer as the records do, also when that
+    window ends in an hour before the next window's start."""
+    cfg = StoreConfig(raw_retention=4500, history_retention=4 * 3600, history_step=60,
+                      compact_every=60)
+    web, db = POD, workload("ns", "db")
+    hour = math.ceil(T0 / 3600) * 3600 + 3600  # T0 + 6400
+    now = T0 + 30 * 360 + 7
+    for alone in (True, False):
+        s = Store(tmp_path / str(alone), cfg)
+        for k in range(361):  # three hours every 30 s
+            s.ingest(web, T0 + 30 * k, counter(5 * k))
+            t = T0 + 30 * k + 7  # db from T0 + 6427, alone in the first window or not
+            if t == T0 + 6427 or t > T0 + 6427 and (t > T0 + 6900 or not alone):
+                s.ingest(db, t, counter(3 * k))
+        assert s.now == now and s.raw_floor() == T0 + 6307
+        # windows of 10 minutes every 10 minutes, the first from T0 + 6250; and of 5
+        # minutes, the first from T0 + 6050 (it ends before the hour, the second starts
+        # after it)
+        for window, first in ((600, T0 + 6850), (300, T0 + 6350)):
+            times = [first + 600 * i for i in range(6)]
+            assert times[0] - window < s.raw_floor() < times[0]
+            assert window == 600 or times[0] < hour < times[1] - window
+            for rate in (False, True):
+                want = EmbeddedBackend(s, 10.0, clock=lambda: now, columns=False
+                                       ).increase_range("request_total", None, times, window,
+                                                        ("deployment",), rate)
+                got = EmbeddedBackend(s, 10.0, clock=lambda: now).increase_range(
+                    "request_total", None, times, window, ("deployment",), rate)
+                assert got == want
+                assert want[0].get(("web",), 0) > 0
+                if window == 300:
+                    continue
+                if alone:
+                    assert want[0].get(("db",)) == (None if rate else 0.0)
+                else:
+                    assert want[0].get(("db",), 0) > 0
         s.close()
 
 

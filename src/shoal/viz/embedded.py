@@ -26,14 +26,14 @@ import math
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Hashable, Sequence
-from itertools import repeat
-from operator import attrgetter, itemgetter, le, lt, mul, sub, truediv
+from itertools import compress, repeat
+from operator import add, attrgetter, itemgetter, le, lt, mul, sub, truediv
 
 from ..proxy.latency import LatencySketch
 from .queries import Key, MatcherSpec, Vector, bucket_quantile
 from .series import Matcher, group_key, matchers
 from .sketchrows import TIER_HISTORY, TIER_RAW
-from .store import SKETCH_METRIC, Record, SeriesInfo, Store, picker
+from .store import SKETCH_METRIC, Record, SeriesInfo, Span, Store, picker
 from .window import Window, window
 
 
@@ -79,8 +79,20 @@ class EmbeddedBackend:
                        ) -> list[Vector]:
         """``increase`` (or ``rate``) at each of ``times``: one timeline per proxy."""
         windows = [self.window(window, t) for t in times]
-        return self._increase_many(self.store.select(metric, matchers(match)), windows, by,
-                                   rate)
+        out = _Vectors(len(windows))
+        self._increase_many(self.store.select(metric, matchers(match)), windows, by, rate, out)
+        return out.vectors
+
+    def increase_series(self, metric: str, match: MatcherSpec, times: Sequence[float],
+                        window: str | float, by: Sequence[str] = (), rate: bool = False
+                        ) -> dict[Key, list[tuple[float, float]]]:
+        """``increase_range`` as ``Queries.series`` gives it: per group, its (time, value)
+        points, groups in the order the vectors would give them. Summed per group
+        across windows at once, without a vector per window (a chart has ~120)."""
+        windows = [self.window(window, t) for t in times]
+        out = _Series(len(windows))
+        self._increase_many(self.store.select(metric, matchers(match)), windows, by, rate, out)
+        return out.points(times)
 
     def gauge_range(self, metric: str, match: MatcherSpec, times: Sequence[float],
                     window: str | float, by: Sequence[str] = ()) -> list[Vector]:
@@ -100,7 +112,9 @@ class EmbeddedBackend:
 
     def _increase(self, series: list[SeriesInfo], w: Window, by: Sequence[str],
                   rate: bool = False) -> Vector:
-        return self._increase_many(series, [w], by, rate)[0]
+        out = _Vectors(1)
+        self._increase_many(series, [w], by, rate, out)
+        return out.vectors[0]
 
     def _plans(self, series: list[SeriesInfo], windows: list[Window]):
         """Per proxy: its series, the (begin, end) records of each window as
@@ -120,63 +134,47 @@ class EmbeddedBackend:
             yield plan(target, ss)
 
     def _increase_many(self, series: list[SeriesInfo], windows: list[Window],
-                       by: Sequence[str], rate: bool) -> list[Vector]:
-        """``increase`` (or ``rate``) over each window. A range query asks ~120 windows
-        whose edges are shared records, so each record's values are read and summed
-        per group once, and a window over which no counter went down (the usual case:
-        the store keeps counters reset-adjusted) is the difference of two sums. The
-        windows inside the raw data read the store's columns (``_span_columns``)."""
-        out: list[Vector] = [{} for _ in windows]
+                       by: Sequence[str], rate: bool, out: _Sums) -> None:
+        """Add ``increase`` (or ``rate``) over each window to ``out``. A range query asks
+        ~120 windows whose edges are shared records, so each record's values are read
+        and summed per group once, and a window over which no counter went down (the
+        usual case: the store keeps counters reset-adjusted) is the difference of two
+        sums. A range reads the store's columns (``_span_columns``); a proxy whose
+        columns cannot answer, and a single window, read records."""
         planner = _Planner(self, windows)
-        raw = [i for i, (_, tb, te) in enumerate(planner.tiers) if tb == te == TIER_RAW] \
-            if self.columns and len(windows) > 1 else []
-        spanned = [windows[i] for i in raw]
-        spans = set(raw)
-        rest = [i for i in range(len(windows)) if i not in spans]
-        rest_planner = _Planner(self, [windows[i] for i in rest]) if rest else None
-        rest_out = [out[i] for i in rest]
+        spans = self.columns and len(windows) > 1
         for target, ss in _by_target(series).items():
-            cols = self._span_columns(target, ss, spanned, by, rate) if len(raw) > 1 else None
+            cols = self._span_columns(target, ss, planner.tiers, by, rate) if spans else None
             if cols is None:
                 self._by_records(planner(target, ss), by, rate, out)
-                continue
-            counted, columns = cols
-            for k, col in columns.items():
-                for w, x in zip(counted, col, strict=True):
-                    vec = out[raw[w]]
-                    vec[k] = vec.get(k, 0.0) + x
-            if rest_planner is not None:
-                self._by_records(rest_planner(target, ss), by, rate, rest_out)
-        return out
+            else:
+                out.columns(*cols)
 
     @staticmethod
-    def _by_records(planned, by: Sequence[str], rate: bool, out: list[Vector]) -> None:
+    def _by_records(planned, by: Sequence[str], rate: bool, out: _Sums) -> None:
         """Add one proxy's increase over each window of its plan to ``out``."""
         ss, plan, recs = planned
         edges = _Edges(ss, recs, by)
         cols = edges.columns(plan, rate)
         if cols is not None:
-            counted, columns = cols
-            for k, col in columns.items():
-                for w, x in zip(counted, col, strict=True):
-                    vec = out[w]
-                    vec[k] = vec.get(k, 0.0) + x
+            out.columns(*cols)
             return
         keys, gkeys, read = edges.keys, edges.gkeys, edges.read
         at, sums, bad = edges.chain()
-        for vec, (begin_at, end_at) in zip(out, plan, strict=True):
+        add = out.add
+        for w, (begin_at, end_at) in enumerate(plan):
             if end_at is None or (rate and begin_at is None):
                 continue
             per = 1.0 / (end_at[1] - begin_at[1]) if rate and begin_at is not None else 1.0
             if begin_at is None:
                 for k, vb in zip(keys, read(end_at), strict=True):
                     if vb is not None and vb == vb:
-                        vec[k] = vec.get(k, 0.0)
+                        out.touch(w, k)
                 continue
             i, j = at[begin_at], at[end_at]
             if bad[i] == bad[j]:  # every step from begin to end grew or stayed
                 for k, x, y in zip(gkeys, sums[j], sums[i], strict=True):  # type: ignore[arg-type]
-                    vec[k] = vec.get(k, 0.0) + (x - y) * per
+                    add(w, k, (x - y) * per)
                 continue
             for k, vb, va in zip(keys, read(end_at), read(begin_at), strict=True):
                 if vb is None or vb != vb:  # absent, or NaN
@@ -184,48 +182,73 @@ class EmbeddedBackend:
                 d = vb - va if va is not None and va == va else vb
                 if d < 0:  # reset state lost (an idle proxy outlived raw data)
                     d = vb
-                vec[k] = vec.get(k, 0.0) + d * per
+                add(w, k, d * per)
 
-    def _span_columns(self, target: int, ss: list[SeriesInfo], windows: list[Window],
-                      by: Sequence[str], rate: bool
+    def _span_columns(self, target: int, ss: list[SeriesInfo],
+                      tiers: Sequence[tuple[Window, int, int]], by: Sequence[str], rate: bool
                       ) -> tuple[list[int], dict[Key, list[float]]] | None:
-        """``_Edges.columns`` for a range inside the raw data, from the store's columns
-        of the proxy's series (``Store.span``): the same windows' edges, the same
-        sums in the same order, without a record per edge. None where ``columns``
-        would decline, and then the records decide."""
-        starts = [w.start for w in windows]
-        ends = [w.end for w in windows]
-        span = self.store.span(target, min(starts), max(ends))
+        """``_Edges.columns`` for a range from the store's columns of the proxy's series
+        (``Store.span``), and the history's records for edges in the history (a 6 h
+        chart's first window starts there): the same windows' edges, the same sums in
+        the same order, without a record per raw edge. ``tiers`` has each window and
+        the tiers of its start and end (as ``_Planner`` finds them). None where the
+        records path's ``columns`` would decline for a reason the records decide
+        (a series that went down, NaN, absent), and then the records decide."""
+        raw_edges = [w.end for w, _, te in tiers if te == TIER_RAW]
+        if not raw_edges:
+            return None  # a range wholly in the history: its records are few
+        flat = [x for x, (_, tb, _) in enumerate(tiers) if tb == TIER_RAW]
+        starts = [tiers[x][0].start for x in flat]
+        span = self.store.span(target, min(min(starts, default=math.inf), min(raw_edges)),
+                               max(raw_edges))
         line = span.line
+        ends = [tiers[x][0].end for x in flat]
         je = list(map(bisect_right, repeat(line), ends))
         jb = list(map(bisect_right, repeat(line), starts))
         # a window counts when a record is inside it: the last one at or before its
-        # end is later than the last one at or before its start (if there is one: a
-        # proxy that appeared inside the window counts from its first record)
-        counted = [w for w, inside in enumerate(map(lt, jb, je)) if inside]
-        ib = [jb[w] - 1 for w in counted]
-        ie = [je[w] - 1 for w in counted]
+        # end is later than the last one at or before its start; a proxy with none at
+        # or before the start counts from its first record (index 0 of the line),
+        # unless that is the end's: then the window has no increase (0) and no rate
+        inside = [x for x, y in enumerate(map(lt, jb, je)) if y]
+        counted = [flat[x] for x in inside]
+        ib = [jb[x] - 1 for x in inside]
+        ie = [je[x] - 1 for x in inside]
         if ib and min(ib) < 0:
-            if not rate:
-                return None  # increase counts from a first record: ``chain`` knows how
-            keep = [x for x, b in enumerate(ib) if b >= 0 or ie[x] > 0]  # rate needs two
+            keep = [x for x, b in enumerate(ib) if b >= 0 or ie[x] > 0 or not rate]
             counted = [counted[x] for x in keep]
             ib = [max(ib[x], 0) for x in keep]
             ie = [ie[x] for x in keep]
+        hist: list[tuple[int, int, int]] = []  # (window, begin, end): history rows < 0
+        hline: list[float] = []
+        if len(flat) < len(tiers):
+            hist, hline = self._history_edges(target, span, tiers, rate)
+            if hist:
+                merged = sorted(zip(counted, ib, ie, strict=True))
+                merged.extend(hist)
+                merged.sort()
+                counted, ib, ie = map(list, zip(*merged, strict=True))  # type: ignore[assignment]
         if not counted:
             return None
+        ids = [s.id for s in ss]
         rows = sorted(set(ib).union(ie))
-        columns = span.columns([s.id for s in ss], rows)
+        if rows[0] < 0:
+            columns, rows = self._with_history(target, span, hline, ids, rows)
+        else:
+            columns = span.columns(ids, rows)
+        if len(rows) < 2:
+            return None  # nothing to check the values against: the records decide
         for col in columns:
             if not all(map(le, col, col[1:])):  # went down, or NaN (or absent)
                 return None
         at = dict(zip(rows, range(len(rows)), strict=True))
         xb = list(map(at.__getitem__, ib))
         xe = list(map(at.__getitem__, ie))
-        per = list(map(truediv, repeat(1.0), map(sub, map(line.__getitem__, ie),
-                                                  map(line.__getitem__, ib)))) \
-            if rate else None
-        groups: dict[Key, list[tuple[float, ...]]] = {}
+        per = None
+        if rate:
+            time = line.__getitem__ if not hline else \
+                (lambda r: line[r] if r >= 0 else hline[-1 - r])
+            per = list(map(truediv, repeat(1.0), map(sub, map(time, ie), map(time, ib))))
+        groups: dict[Key, list[Sequence[float]]] = {}
         for s, col in zip(ss, columns, strict=True):
             groups.setdefault(group_key(s.labels, by), []).append(col)
         out: dict[Key, list[float]] = {}
@@ -234,6 +257,58 @@ class EmbeddedBackend:
             d = list(map(sub, map(sums.__getitem__, xe), map(sums.__getitem__, xb)))
             out[k] = d if per is None else list(map(mul, d, per))
         return counted, out
+
+    def _history_edges(self, target: int, span: Span,
+                       tiers: Sequence[tuple[Window, int, int]], rate: bool
+                       ) -> tuple[list[tuple[int, int, int]], list[float]]:
+        """The counted windows that start in the history, as (window, begin row, end
+        row), a row being an index of ``span.line`` (raw) or ``-1 - i`` for the i-th
+        history record time of the second list, by ``_Planner``'s rules."""
+        store, line = self.store, span.line
+        mixed = [(x, w, te) for x, (w, tb, te) in enumerate(tiers) if tb != TIER_RAW]
+        hline = store.timeline(target, TIER_HISTORY, min(w.start for _, w, _ in mixed),
+                               max(w.end for _, w, _ in mixed))
+        out: list[tuple[int, int, int]] = []
+        for x, w, te in mixed:
+            if te == TIER_RAW:
+                e = bisect_right(line, w.end) - 1
+                end = line[e] if e >= 0 else None
+            else:
+                e = bisect_right(hline, w.end) - 1
+                end = hline[e] if e >= 0 else None
+                e = -1 - e
+            if end is None or end <= w.start:
+                continue
+            b = bisect_right(hline, w.start) - 1
+            if b < 0:  # appeared inside the window: its first record is the baseline
+                b = 0 if hline else -1
+            if b < 0 or not hline[b] < end:
+                if not rate:
+                    out.append((x, e, e))  # an increase of 0
+                continue
+            out.append((x, -1 - b, e))
+        return out, hline
+
+    def _with_history(self, target: int, span: Span, hline: list[float], ids: list[int],
+                      rows: list[int]) -> tuple[list[list[float]], list[int]]:
+        """The values of ``ids`` at ``rows`` (raw rows >= 0, history rows < 0), rows in
+        the records path's order (time, then tier), and that order."""
+        line = span.line
+        raw = [r for r in rows if r >= 0]
+        hist = sorted((r for r in rows if r < 0), reverse=True)  # oldest first
+        times = [hline[-1 - r] for r in hist]
+        recs = self.store.records(target, TIER_HISTORY, times)
+        hcols = [[_hot(recs[t], sid) for t in times] for sid in ids]
+        rcols = span.columns(ids, raw) if raw else [[] for _ in ids]
+        if not raw or times[-1] < line[raw[0]]:  # as usual: the history's come first
+            return [h + r for h, r in zip(hcols, rcols, strict=True)], hist + raw
+        order = sorted([(line[r], TIER_RAW, r) for r in raw] +
+                       [(t, TIER_HISTORY, r) for t, r in zip(times, hist, strict=True)])
+        where = {r: i for i, r in enumerate(raw)}
+        where.update((r, len(raw) + i) for i, r in enumerate(hist))
+        pos = [where[r] for _, _, r in order]
+        return [list(map((r + h).__getitem__, pos)) for h, r in zip(hcols, rcols, strict=True)], \
+            [r for _, _, r in order]
 
     # -- latency ----------------------------------------------------------
 
@@ -492,3 +567,99 @@ def _by_target(series: list[SeriesInfo]) -> dict[int, list[SeriesInfo]]:
     for s in series:
         out.setdefault(s.target, []).append(s)
     return out
+
+
+def _hot(rec: Record, sid: int) -> float:
+    """``sid``'s value in ``rec``, NaN when absent or among the buckets (no column
+    holds those either)."""
+    i = rec.pos.get(sid)
+    return rec.hot[i] if i is not None and i < rec.n_hot else math.nan
+
+
+class _Sums:
+    """Where ``_increase_many`` adds each proxy's increase per window and group: as
+    columns (the windows a proxy counts in, and its values there, per group), or one
+    value at a time (``add``; ``touch`` marks a group present in a window with
+    nothing added). Each window's sum adds the proxies in the order they come."""
+
+    def columns(self, counted: list[int], cols: dict[Key, list[float]]) -> None:
+        raise NotImplementedError
+
+    def add(self, w: int, k: Key, x: float) -> None:
+        raise NotImplementedError
+
+    def touch(self, w: int, k: Key) -> None:
+        raise NotImplementedError
+
+
+class _Vectors(_Sums):
+    """One vector per window (``increase_range``)."""
+
+    def __init__(self, n: int) -> None:
+        self.vectors: list[Vector] = [{} for _ in range(n)]
+
+    def columns(self, counted: list[int], cols: dict[Key, list[float]]) -> None:
+        out = self.vectors
+        for k, col in cols.items():
+            for w, x in zip(counted, col, strict=True):
+                vec = out[w]
+                vec[k] = vec.get(k, 0.0) + x
+
+    def add(self, w: int, k: Key, x: float) -> None:
+        vec = self.vectors[w]
+        vec[k] = vec.get(k, 0.0) + x
+
+    def touch(self, w: int, k: Key) -> None:
+        vec = self.vectors[w]
+        vec[k] = vec.get(k, 0.0)
+
+
+class _Series(_Sums):
+    """One column per group (``increase_series``): its sum in each window (0.0 until
+    a proxy adds to it, as a vector's ``get(k, 0.0)``), the windows it is present in,
+    and where it first appeared (window, then arrival), which orders the groups as
+    a walk over the windows' vectors would."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.sums: dict[Key, list[float]] = {}
+        self.seen: dict[Key, bytearray] = {}
+        self.first: dict[Key, tuple[int, int]] = {}
+        self.arrivals = 0
+
+    def _group(self, k: Key, w: int) -> list[float]:
+        col = self.sums.get(k)
+        if col is None:
+            col = self.sums[k] = [0.0] * self.n
+            self.seen[k] = bytearray(self.n)
+        first = self.first.get(k)
+        if first is None or w < first[0]:
+            self.first[k] = (w, self.arrivals)
+        self.arrivals += 1
+        return col
+
+    def columns(self, counted: list[int], cols: dict[Key, list[float]]) -> None:
+        if not counted:
+            return
+        for k, xs in cols.items():
+            col = self._group(k, min(counted))
+            if len(counted) == self.n:  # every window, in order
+                col[:] = map(add, col, xs)
+            else:
+                for w, x in zip(counted, xs, strict=True):
+                    col[w] += x
+            seen = self.seen[k]
+            for w in counted:
+                seen[w] = 1
+
+    def add(self, w: int, k: Key, x: float) -> None:
+        self._group(k, w)[w] += x
+        self.seen[k][w] = 1
+
+    def touch(self, w: int, k: Key) -> None:
+        self._group(k, w)
+        self.seen[k][w] = 1
+
+    def points(self, times: Sequence[float]) -> dict[Key, list[tuple[float, float]]]:
+        return {k: list(compress(zip(times, self.sums[k], strict=True), self.seen[k]))
+                for k in sorted(self.first, key=self.first.__getitem__)}

@@ -46,8 +46,10 @@ class Backend(Protocol):
 
     Optional, for range queries in one pass (``Queries`` loops over the instant
     primitives when a backend lacks them):
-    ``increase_range(metric, match, times, window, by=(), rate=False) -> list[Vector]``
-    and ``gauge_range(metric, match, times, window, by=()) -> list[Vector]``.
+    ``increase_range(metric, match, times, window, by=(), rate=False) -> list[Vector]``,
+    ``gauge_range(metric, match, times, window, by=()) -> list[Vector]``, and
+    ``increase_series(metric, match, times, window, by=(), rate=False)``, which gives
+    ``increase_range`` as ``Queries.series`` returns it (per group, its points).
     """
 
     name: str
@@ -459,6 +461,9 @@ class Queries:
         times = time_range(start, end, step, self.backend.scrape_interval)
         span = self.backend.window(window if window is not None else step, end).seconds
         b = self.backend
+        fast = getattr(b, "increase_series", None)
+        if fn in ("rate", "increase") and fast is not None:
+            return fast(metric, match, times, span, by, rate=fn == "rate")
         if fn in ("rate", "increase"):
             vecs: list[Mapping[Key, float | None]] = list(
                 _increase_range(b, metric, match, times, span, by, rate=fn == "rate"))
