@@ -203,8 +203,12 @@ class EmbeddedBackend:
                                max(raw_edges))
         line = span.line
         ends = [tiers[x][0].end for x in flat]
-        je = list(map(bisect_right, repeat(line), ends))
-        jb = list(map(bisect_right, repeat(line), starts))
+        # a chart's windows abut (each one's start is the previous one's end): one
+        # bisect per distinct edge
+        edges = set(starts).union(ends)
+        where = dict(zip(edges, map(bisect_right, repeat(line), edges), strict=True))
+        je = list(map(where.__getitem__, ends))
+        jb = list(map(where.__getitem__, starts))
         # a window counts when a record is inside it: the last one at or before its
         # end is later than the last one at or before its start; a proxy with none at
         # or before the start counts from its first record (index 0 of the line),
