@@ -226,10 +226,8 @@ class EmbeddedBackend:
         hline: list[float] = []
         if len(flat) < len(tiers):
             hist, hline = self._history_edges(target, span, tiers, rate)
-            if hist:
-                merged = sorted(zip(counted, ib, ie, strict=True))
-                merged.extend(hist)
-                merged.sort()
+            if hist:  # windows in order: a ``_Series`` sink relies on it
+                merged = sorted([*zip(counted, ib, ie, strict=True), *hist])
                 counted, ib, ie = map(list, zip(*merged, strict=True))  # type: ignore[assignment]
         if not counted:
             return None
@@ -265,9 +263,10 @@ class EmbeddedBackend:
     def _history_edges(self, target: int, span: Span,
                        tiers: Sequence[tuple[Window, int, int]], rate: bool
                        ) -> tuple[list[tuple[int, int, int]], list[float]]:
-        """The counted windows that start in the history, as (window, begin row, end
-        row), a row being an index of ``span.line`` (raw) or ``-1 - i`` for the i-th
-        history record time of the second list, by ``_Planner``'s rules."""
+        """Each window that starts in the history and counts, as (window, begin row,
+        end row) by ``_Planner``'s rules (begin = end: an increase of 0), a row being
+        an index of ``span.line`` (raw) or ``-1 - i`` for the i-th time of the
+        history's records, the second list."""
         store, line = self.store, span.line
         mixed = [(x, w, te) for x, (w, tb, te) in enumerate(tiers) if tb != TIER_RAW]
         hline = store.timeline(target, TIER_HISTORY, min(w.start for _, w, _ in mixed),
