@@ -65,6 +65,17 @@ def via(outbound: str, url: str, n: int = 1, workers: int = 1) -> list[int]:
         return list(pool.map(one, range(n)))
 
 
+def plaintext_refused(inbound: str) -> bool:
+    """A plaintext request to a pod's inbound listener gets no answer (closed)."""
+    host, port = inbound.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            return s.recv(100) == b""
+        except ConnectionResetError:
+            return True
+
+
 def caller_and_callee(home, tmp, ns: str, callee: str, caller: str,
                       *callee_flags: str) -> dict[str, dict]:
     """Two deployments of the test app, callee on 9000 and caller on 9001; pods by
@@ -115,17 +126,6 @@ def test_strict_mtls_refuses_plaintext_but_serves_the_mesh(mesh):
     m = scrape(pods["vault"]["admin"])
     assert metric(m, "proxy_errors_total", error="plaintext_refused") == 1
     assert metric(m, "request_total", direction="inbound", tls="true") == 1
-
-
-def plaintext_refused(inbound: str) -> bool:
-    """A plaintext request to a pod's inbound listener gets no answer (closed)."""
-    host, port = inbound.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        try:
-            return s.recv(100) == b""
-        except ConnectionResetError:
-            return True
 
 
 def test_strict_mtls_mesh_wide_with_a_deployment_that_opts_out(tmp_path):

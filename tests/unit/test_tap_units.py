@@ -162,32 +162,31 @@ def test_events_get_workload_labels_routes_and_the_hop_tls(tmp_path):
             "method": "POST", "pathRegex": "/vote/.*"}}]}})
     web = Pod(namespace="emojivoto", name="web-abc-1", deployment="web", replicaset="web-abc",
               pod_template_hash="abc", serviceaccount="web", created=0.0)
-    routes = Names(plane)
+    names = Names(plane)
     out = enrich({"type": "req", "direction": "outbound", "tls": "no_identity",
                   "authority": "voting.emojivoto:8080", "method": "POST", "path": "/vote/x",
                   "dst_labels": {"dst_deployment": "voting", "dst_pod": "voting-1",
-                                 "dst_namespace": "emojivoto"}}, web, routes)
+                                 "dst_namespace": "emojivoto"}}, web, names)
     assert out["src_labels"]["pod"] == "web-abc-1" and out["src_labels"]["deployment"] == "web"
     assert out["dst_labels"] == {"deployment": "voting", "pod": "voting-1",
                                  "namespace": "emojivoto"}
     assert out["route_labels"] == {"route": "POST /vote"} and out["tls"] == "true"
     other = enrich({"type": "req", "direction": "outbound", "tls": "no_identity",
                     "authority": "voting.emojivoto:8080", "method": "GET", "path": "/",
-                    "dst_labels": {}}, web, routes)
+                    "dst_labels": {}}, web, names)
     assert other["route_labels"] == {"route": "[DEFAULT]"} and other["tls"] == "no_identity"
     inbound = enrich({"type": "req", "direction": "inbound", "tls": "true",
                       "authority": "web.emojivoto:80", "method": "GET", "path": "/"},
-                     web, routes)
+                     web, names)
     assert inbound["dst_labels"]["pod"] == "web-abc-1" and inbound["src_labels"] == {}
     assert inbound["route_labels"] == {}
     # an mTLS caller, as its certificate names it: its whole workload when the pod is
     # registered under that identity, else only what the identity says
     plane.registry.pods[("emojivoto", "web-abc-1")] = web
     ident = {"namespace": "emojivoto", "serviceaccount": "web"}
-    assert routes.caller({**ident, "pod": "web-abc-1"}) == {
+    assert names.caller({**ident, "pod": "web-abc-1"}) == {
         "namespace": "emojivoto", "deployment": "web", "pod": "web-abc-1",
         "pod_template_hash": "abc", "serviceaccount": "web"}
-    assert routes.caller({**ident, "pod": "web-gone-1"}) == ident
-    assert routes.caller({"namespace": "emojivoto", "serviceaccount": "other",
-                          "pod": "web-abc-1"}) == {"namespace": "emojivoto",
-                                                   "serviceaccount": "other"}
+    assert names.caller({**ident, "pod": "web-gone-1"}) == ident
+    stranger = {"namespace": "emojivoto", "serviceaccount": "other"}
+    assert names.caller({**stranger, "pod": "web-abc-1"}) == stranger

@@ -106,6 +106,7 @@ def run_checks(get: Callable[[str], Any], client_version: str | None = None,
     ]))
 
     pods = [p for p in get("/api/v1/pods") if namespace in (None, p["namespace"])]
+    names = [f"{p['namespace']}/{p['name']}" for p in pods]  # as certificates and scrapes
 
     def namespace_exists() -> Outcome:
         if not any(n["name"] == namespace for n in get("/api/v1/namespaces")):
@@ -120,9 +121,8 @@ def run_checks(get: Callable[[str], Any], client_version: str | None = None,
         return None
 
     def proxies_certified() -> Outcome:
-        issued = {c["pod"]: c for c in ident["certificates"]}
-        missing = [f"{p['namespace']}/{p['name']}" for p in pods
-                   if f"{p['namespace']}/{p['name']}" not in issued]
+        issued = {c["pod"] for c in ident["certificates"]}
+        missing = [name for name in names if name not in issued]
         if missing:  # started while the control plane was away: plaintext until restarted
             return "warning", ("no certificate, so no mTLS (restart the pod to get one): "
                                + ", ".join(missing))
@@ -134,12 +134,12 @@ def run_checks(get: Callable[[str], Any], client_version: str | None = None,
             return None  # Prometheus scrapes them; its own targets page tells
         health = {t["target"]: t for t in answer["targets"]}
         failing, pending = [], []
-        for p in pods:
-            h = health.get(f"{p['namespace']}/{p['name']}")
+        for name in names:
+            h = health.get(name)
             if h is None or h["last_ok"] is None and h["last_error"] is None:
-                pending.append(f"{p['namespace']}/{p['name']}")
+                pending.append(name)
             elif not h["healthy"]:
-                failing.append(f"{p['namespace']}/{p['name']}: {h['last_error']}")
+                failing.append(f"{name}: {h['last_error']}")
         if failing:
             return "error", "scrapes failing: " + "; ".join(failing)
         if pending:  # the first scrape comes within one scrape interval
